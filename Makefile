@@ -1,0 +1,43 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+DEMO_DIR := demo
+
+.PHONY: install dev demo test bench clean
+
+# The stamp files make `make demo` and `make test` the whole set-up on a fresh machine,
+# and a no-op afterwards unless pyproject.toml changed.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+$(DEMO_DIR)/colours.jsonl: $(VENV)/.installed scripts/make_colour_pool.py
+	mkdir -p $(DEMO_DIR)
+	$(BIN)/python scripts/make_colour_pool.py --n 2000 --seed 0 --out $@
+
+demo: $(VENV)/.installed $(DEMO_DIR)/colours.jsonl
+	$(BIN)/retrain-loop serve colours $(DEMO_DIR)/colours.jsonl \
+		--label red,orange,yellow,green,cyan,blue,purple,pink,brown,grey,black,white \
+		--features r,g,b --view colour --db $(DEMO_DIR)/colours.db --port $(PORT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python scripts/bench_refit.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

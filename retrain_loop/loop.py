@@ -1,0 +1,489 @@
+"""The engine: store answers, refit from all of them, and serve a ranked queue.
+
+``update`` stores a batch of answers and schedules a refit. A refit reads every annotation of
+the dataset, fits a clone of the model, rescores the rows that are neither answered nor out with
+an annotator, and swaps in the new ranking in one assignment. Serving reads whatever ranking is
+current, so it never waits for a fit. Refits coalesce: at most one runs and one waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from threadpoolctl import ThreadpoolController
+
+from .hashing import task_hash
+from .models import make_model
+from .pool import Pool
+from .store import ANSWERS, AnnotationStore, session_id
+from .strategies import coverage_order, get_strategy, mix_random, prefer_label, rank
+
+log = logging.getLogger(__name__)
+
+SESSION_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+_THREADS = ThreadpoolController()
+
+
+class EngineError(ValueError):
+    """Settings the engine cannot run with."""
+
+
+class AnswerError(ValueError):
+    """An answer that does not fit the task it claims to answer."""
+
+
+class UnknownLabel(AnswerError):
+    """An answer that accepts a label the project does not have."""
+
+
+class UnknownTask(AnswerError):
+    """An answer for a row that is not in the pool."""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One model's view of the pool: rows in serving order with their scores."""
+
+    rows: np.ndarray  # pool indices, best first
+    utility: np.ndarray | None  # aligned with rows; None before a model exists
+    proba: np.ndarray | None  # (len(rows), n_labels), aligned with rows
+    round: int
+
+
+@dataclass
+class _Lease:
+    session: str
+    expires: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    guess: str | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        pool: Pool,
+        store: AnnotationStore,
+        dataset: str,
+        labels: list[str],
+        *,
+        model: str | Any = "lightgbm",
+        strategy: str = "margin",
+        batch_size: int = 10,
+        explore: float = 0.0,
+        prefer: str | None = None,
+        lease_seconds: float = 600.0,
+        seed: int = 0,
+        background: bool = True,
+        cold_start_size: int | None = None,
+        threads: int = 1,
+    ):
+        labels = list(labels)
+        if len(labels) < 2:
+            raise EngineError("give at least two labels")
+        if len(set(labels)) != len(labels):
+            raise EngineError(f"labels repeat: {', '.join(labels)}")
+        if batch_size < 1:
+            raise EngineError("batch size must be at least 1")
+        if not 0.0 <= explore <= 1.0:
+            raise EngineError(f"explore must be between 0 and 1, got {explore}")
+        if prefer is not None and prefer not in labels:
+            raise EngineError(f"--prefer {prefer!r} is not one of the labels: {', '.join(labels)}")
+        self.pool = pool
+        self.store = store
+        self.dataset = dataset
+        self.labels = labels
+        self.options = [{"id": label, "text": label} for label in labels]
+        self.model_spec = model if isinstance(model, str) else type(model).__name__
+        self.prototype = make_model(model, seed=seed) if isinstance(model, str) else model
+        self.strategy = strategy
+        self._scorer = get_strategy(strategy)
+        self.batch_size = batch_size
+        self.explore = explore
+        self.prefer = prefer
+        self.lease_seconds = lease_seconds
+        self.seed = seed
+        self.background = background
+        self.threads = threads
+        self.cold_start_size = cold_start_size or max(5 * batch_size, 50)
+        self._label_index = {label: i for i, label in enumerate(labels)}
+        self._rng = np.random.default_rng(seed)
+
+        self._lock = threading.Lock()  # guards the serving state below
+        self._refit_lock = threading.Lock()  # one refit at a time
+        self._answered = np.zeros(len(pool), dtype=bool)
+        self._leases: dict[int, _Lease] = {}
+        self._returned: deque[tuple[int, _Lease]] = deque()
+        self._latest: dict[tuple[str, int], str] = {}  # (session id, task hash) -> label/answer
+        self._task_hashes: dict[int, int] = {}
+        self._cursor = 0
+        self._ranking = Ranking(np.empty(0, dtype=np.int64), None, None, 0)
+        self._guess_log: list[bool] = []
+        self._guess_mark = 0
+
+        self.model_: Any = None
+        self.round = 0
+        self.last_refit_ms: float | None = None
+        self.last_timings: dict[str, float] = {}
+        self.last_error: str | None = None
+        self.history: list[dict[str, Any]] = []
+
+        self._cond = threading.Condition()
+        self._pending = False
+        self._running = False
+        self._closed = False
+        self._worker: threading.Thread | None = None
+
+        self._load_answered()
+        self._ranking = self._cold_start_ranking()
+        # A restarted server refits from the stored annotations before it serves anything.
+        self.refit()
+
+    # -- hashes and tasks ---------------------------------------------------------------------
+
+    def task_hash(self, index: int) -> int:
+        h = self._task_hashes.get(index)
+        if h is None:
+            h = task_hash(int(self.pool.input_hashes[index]), self.labels)
+            self._task_hashes[index] = h
+        return h
+
+    def _task(self, index: int, lease: _Lease) -> dict[str, Any]:
+        task = dict(self.pool.tasks[index])
+        task["_task_hash"] = self.task_hash(index)
+        task["options"] = self.options
+        task["accept"] = [lease.guess] if lease.guess is not None else []
+        task["meta"] = dict(lease.meta)
+        return task
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def get_questions(self, session: str, n: int | None = None) -> list[dict[str, Any]]:
+        """Lease up to ``n`` rows to a session, best first. Never waits for a refit."""
+        _check_session(session)
+        n = self.batch_size if n is None else n
+        out: list[tuple[int, _Lease]] = []
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            while self._returned and len(out) < n:
+                index, lease = self._returned.popleft()
+                if not self._answered[index] and index not in self._leases:
+                    out.append((index, lease))
+            ranking = self._ranking
+            rows = ranking.rows
+            while self._cursor < len(rows) and len(out) < n:
+                j = self._cursor
+                self._cursor += 1
+                index = int(rows[j])
+                if self._answered[index] or index in self._leases:
+                    continue
+                out.append((index, self._describe(ranking, j)))
+            for index, lease in out:
+                lease.session = session
+                lease.expires = now + self.lease_seconds
+                self._leases[index] = lease
+        return [self._task(index, lease) for index, lease in out]
+
+    def _describe(self, ranking: Ranking, j: int) -> _Lease:
+        meta: dict[str, Any] = {"round": ranking.round}
+        guess = None
+        if ranking.proba is not None and ranking.utility is not None:
+            p = ranking.proba[j]
+            best = int(p.argmax())
+            guess = self.labels[best]
+            meta.update(score=round(float(ranking.utility[j]), 4), p=round(float(p[best]), 4),
+                        guess=guess)
+        return _Lease(session="", expires=0.0, meta=meta, guess=guess)
+
+    def _expire(self, now: float) -> None:
+        for index in [i for i, lease in self._leases.items() if lease.expires <= now]:
+            self._returned.append((index, self._leases.pop(index)))
+
+    def release_session(self, session: str) -> int:
+        """Put a session's outstanding rows back at the head of the queue (a page reload)."""
+        with self._lock:
+            mine = [i for i, lease in self._leases.items() if lease.session == session]
+            for index in reversed(mine):
+                self._returned.appendleft((index, self._leases.pop(index)))
+        return len(mine)
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def update(self, answers: list[dict[str, Any]], session: str) -> int:
+        """Store a batch of answers and schedule a refit. Returns how many were new.
+
+        Every answer is checked before any is stored, so a bad batch stores nothing.
+        """
+        _check_session(session)
+        sid = session_id(self.dataset, session)
+        now = int(time.time())
+        records, indices = [], []
+        for answer in answers:
+            index, record = self._record(answer, sid, now)
+            records.append(record)
+            indices.append(index)
+        stored = self.store.add(self.dataset, records)
+        with self._lock:
+            for index, record in zip(indices, records):
+                self._answered[index] = True
+                lease = self._leases.pop(index, None)
+                if lease is not None and lease.guess is not None and record["answer"] == "accept":
+                    self._guess_log.append(lease.guess == record["accept"][0])
+                self._latest[(sid, record["_task_hash"])] = _outcome(record)
+        if stored:
+            self.schedule_refit()
+        return stored
+
+    def _record(self, answer: Any, sid: str, now: int) -> tuple[int, dict[str, Any]]:
+        if not isinstance(answer, dict):
+            raise AnswerError("each answer must be an object")
+        input_hash = answer.get("_input_hash")
+        if not isinstance(input_hash, int) or isinstance(input_hash, bool):
+            raise AnswerError(f"_input_hash must be an integer, got {input_hash!r}")
+        index = self.pool.index_of(input_hash)
+        if index is None:
+            raise UnknownTask(f"no row in the pool has _input_hash {input_hash}")
+        expected = self.task_hash(index)
+        if answer.get("_task_hash") != expected:
+            raise AnswerError(
+                f"_task_hash {answer.get('_task_hash')!r} does not match row {input_hash} "
+                "asked with this project's labels"
+            )
+        verdict = answer.get("answer")
+        if verdict not in ANSWERS:
+            raise AnswerError(f"answer must be one of {', '.join(ANSWERS)}, got {verdict!r}")
+        accept = answer.get("accept", [])
+        if not isinstance(accept, list) or not all(isinstance(a, str) for a in accept):
+            raise AnswerError("accept must be a list of label ids")
+        unknown = [a for a in accept if a not in self._label_index]
+        if unknown:
+            raise UnknownLabel(
+                f"unknown label {unknown[0]!r}: the labels are {', '.join(self.labels)}"
+            )
+        if verdict == "accept" and len(accept) != 1:
+            raise AnswerError("an accepted answer must choose exactly one label")
+        meta = answer.get("meta")
+        record = dict(self.pool.tasks[index])
+        record.update(
+            options=self.options,
+            accept=accept,
+            answer=verdict,
+            meta=meta if isinstance(meta, dict) else {},
+            _input_hash=input_hash,
+            _task_hash=expected,
+            _session_id=sid,
+            _annotator_id=sid,
+            _timestamp=now,
+        )
+        return index, record
+
+    def _load_answered(self) -> None:
+        for record in self.store.get(self.dataset):
+            index = self.pool.index_of(record.get("_input_hash"))
+            if index is not None:
+                self._answered[index] = True
+            self._latest[(record.get("_session_id", ""), record.get("_task_hash"))] = _outcome(
+                record
+            )
+
+    # -- refits -------------------------------------------------------------------------------
+
+    def schedule_refit(self) -> None:
+        if not self.background:
+            self.refit()
+            return
+        with self._cond:
+            self._pending = True
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="refit", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                self._pending = False
+                self._running = True
+            try:
+                self.refit()
+            except Exception:  # noqa: BLE001 - the worker must outlive any one bad round
+                log.exception("refit failed")
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until no refit runs or waits. For tests, scripts and shutdown."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._running:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def training_data(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Features and label indices of the accepted answers whose rows are in the pool."""
+        indices, y = [], []
+        for record in records:
+            if record.get("answer") != "accept":
+                continue
+            accept = record.get("accept") or []
+            if len(accept) != 1 or accept[0] not in self._label_index:
+                continue
+            index = self.pool.index_of(record.get("_input_hash"))
+            if index is None:
+                continue
+            indices.append(index)
+            y.append(self._label_index[accept[0]])
+        return self.pool.X[np.asarray(indices, dtype=np.int64)], np.asarray(y, dtype=np.int64)
+
+    def refit(self) -> Ranking:
+        """Fit on all annotations, rescore the open rows and swap in the new ranking."""
+        with self._refit_lock:
+            return self._refit()
+
+    def _refit(self) -> Ranking:
+        started = time.perf_counter()
+        records = self.store.get(self.dataset)
+        X_train, y_train = self.training_data(records)
+        read_done = time.perf_counter()
+        if len(np.unique(y_train)) < 2:
+            # No model until two classes have labels: keep serving rows that cover the space.
+            return self._ranking
+        try:
+            with _THREADS.limit(limits=self.threads):
+                estimator = clone(self.prototype).fit(X_train, y_train)
+                fit_done = time.perf_counter()
+                with self._lock:
+                    open_rows = ~self._answered
+                    for index in self._leases:
+                        open_rows[index] = False
+                candidates = np.flatnonzero(open_rows)
+                proba = self._predict(estimator, candidates)
+        except Exception as e:  # noqa: BLE001 - a user's model may raise anything
+            self.last_error = f"{type(e).__name__}: {e}"
+            log.warning("refit on %d labels failed, keeping round %d: %s",
+                        len(y_train), self.round, self.last_error)
+            return self._ranking
+        score_done = time.perf_counter()
+        utility = self._scorer(proba, self._rng)
+        if self.prefer is not None:
+            utility = prefer_label(utility, proba, self._label_index[self.prefer])
+        order = rank(utility, self._rng)
+        order = mix_random(order, self.explore, self.batch_size, self._rng)
+        ranking = Ranking(candidates[order], utility[order], proba[order], self.round + 1)
+        with self._lock:
+            self._ranking = ranking
+            self._cursor = 0
+            guesses = self._guess_log[self._guess_mark:]
+            self._guess_mark = len(self._guess_log)
+            n_answers = len(self._latest)
+        self.model_ = estimator
+        self.round = ranking.round
+        self.last_error = None
+        done = time.perf_counter()
+        self.last_refit_ms = (done - started) * 1000
+        self.last_timings = {
+            "read_ms": (read_done - started) * 1000,
+            "fit_ms": (fit_done - read_done) * 1000,
+            "score_ms": (score_done - fit_done) * 1000,
+            "rank_ms": (done - score_done) * 1000,
+        }
+        self.history.append({
+            "round": self.round,
+            "n_annotations": n_answers,
+            "n_train": int(len(y_train)),
+            "guess_accuracy": round(sum(guesses) / len(guesses), 4) if guesses else None,
+            "refit_ms": round(self.last_refit_ms, 2),
+        })
+        return ranking
+
+    def _predict(self, estimator: Any, candidates: np.ndarray) -> np.ndarray:
+        """Probabilities over all labels, including labels the fit has not seen yet."""
+        proba = np.zeros((len(candidates), len(self.labels)), dtype=np.float64)
+        if len(candidates) == 0:
+            return proba
+        raw = np.asarray(estimator.predict_proba(self.pool.X[candidates]), dtype=np.float64)
+        classes = np.asarray(estimator.classes_, dtype=np.int64)
+        if raw.shape != (len(candidates), len(classes)):
+            raise ValueError(f"predict_proba returned shape {raw.shape}, expected "
+                             f"({len(candidates)}, {len(classes)})")
+        if not np.isfinite(raw).all():
+            raise ValueError("predict_proba returned NaN or infinite values")
+        proba[:, classes] = raw
+        return proba
+
+    def _cold_start_ranking(self) -> Ranking:
+        open_rows = np.flatnonzero(~self._answered)
+        if len(open_rows) == 0:
+            return Ranking(open_rows, None, None, 0)
+        # Seeding is O(rows x seeds); a sample of the pool covers the space as well.
+        sample = open_rows
+        if len(sample) > 20_000:
+            sample = np.sort(self._rng.choice(open_rows, 20_000, replace=False))
+        seeds = sample[coverage_order(self.pool.X[sample], self.cold_start_size, self._rng)]
+        seeds = seeds[: self.cold_start_size]
+        rest = np.setdiff1d(open_rows, seeds)
+        return Ranking(np.concatenate([seeds, self._rng.permutation(rest)]), None, None, 0)
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            outcomes = Counter(self._latest.values())
+            n_open = int((~self._answered).sum())
+            n_out = len(self._leases)
+        with self._cond:
+            refitting = self._pending or self._running
+        return {
+            "dataset": self.dataset,
+            "n_annotations": sum(outcomes.values()),
+            "per_label": {label: outcomes.get(label, 0) for label in self.labels},
+            "answers": {a: outcomes.get(f"_{a}", 0) for a in ("reject", "ignore")}
+            | {"accept": sum(outcomes.get(label, 0) for label in self.labels)},
+            "model_round": self.round,
+            "last_refit_ms": round(self.last_refit_ms, 2) if self.last_refit_ms else None,
+            "last_timings": {k: round(v, 2) for k, v in self.last_timings.items()},
+            "last_error": self.last_error,
+            "refitting": refitting,
+            "n_pool": len(self.pool),
+            "n_remaining": n_open,
+            "n_out": n_out,
+            "history": list(self.history),
+        }
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    """What an answer counts as in the stats: its label, or ``_reject`` / ``_ignore``."""
+    if record.get("answer") == "accept" and record.get("accept"):
+        return str(record["accept"][0])
+    return f"_{record.get('answer')}"
+
+
+def _check_session(session: Any) -> None:
+    if not isinstance(session, str) or not re.match(SESSION_PATTERN, session):
+        raise AnswerError(
+            "session must be 1-64 characters of letters, digits, '_', '.', '@' or '-'"
+        )

@@ -1,0 +1,142 @@
+"""Named models, and any scikit-learn-compatible classifier given as ``module:callable``.
+
+Every refit starts from ``sklearn.base.clone`` of the prototype built here, so no state leaks
+from one round into the next.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sklearn.base import BaseEstimator, clone
+
+
+class ModelError(ValueError):
+    """A model spec that cannot be resolved, or an estimator that cannot serve this loop."""
+
+
+def lightgbm_model(seed: int = 0) -> BaseEstimator:
+    import lightgbm
+
+    # LightGBM's defaults (min_child_samples=20, min_data_in_bin=3) give a constant model below
+    # about 40 labels, so the first hundred labels would teach it nothing. One thread: on a
+    # 2-core machine that also serves requests, spinning OpenMP threads made fits 100x slower.
+    return lightgbm.LGBMClassifier(
+        n_estimators=100,
+        learning_rate=0.1,
+        num_leaves=15,
+        min_child_samples=2,
+        min_data_in_bin=1,
+        min_split_gain=0.0,
+        reg_lambda=1.0,
+        subsample=1.0,
+        colsample_bytree=1.0,
+        n_jobs=1,
+        random_state=seed,
+        verbose=-1,
+    )
+
+
+def logreg_model(seed: int = 0) -> BaseEstimator:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+
+
+def forest_model(seed: int = 0) -> BaseEstimator:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed)
+
+
+MODELS: dict[str, Callable[..., BaseEstimator]] = {
+    "lightgbm": lightgbm_model,
+    "logreg": logreg_model,
+    "forest": forest_model,
+}
+
+
+def make_model(spec: str = "lightgbm", seed: int = 0) -> BaseEstimator:
+    """Build the prototype estimator for a spec and check that it can serve the loop.
+
+    ``spec`` is a name from ``MODELS``, ``package.module:callable`` or ``path/to/file.py:callable``.
+    The callable is called with ``seed=`` when it accepts it, else with no arguments. It may
+    also be an estimator instance rather than a factory.
+    """
+    if spec in MODELS:
+        estimator = MODELS[spec](seed=seed)
+    elif ":" in spec:
+        estimator = _call_factory(_resolve(spec), spec, seed)
+    else:
+        raise ModelError(
+            f"unknown model {spec!r}: use one of {', '.join(MODELS)}, "
+            "or module:callable / path/to/file.py:callable"
+        )
+    check_estimator(estimator, spec)
+    return estimator
+
+
+def check_estimator(estimator: Any, spec: str = "model") -> None:
+    for method in ("fit", "predict_proba"):
+        if not callable(getattr(estimator, method, None)):
+            raise ModelError(
+                f"{spec} ({type(estimator).__name__}) has no {method}(); the loop ranks rows by "
+                "predicted probabilities, so it needs a classifier with fit and predict_proba"
+            )
+    try:
+        clone(estimator)
+    except Exception as e:  # noqa: BLE001 - any failure here means the model cannot be refit
+        raise ModelError(f"{spec} cannot be cloned for a refit: {e}") from e
+
+
+def _resolve(spec: str) -> Any:
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise ModelError(f"model spec {spec!r} should look like module:callable")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        name = f"retrain_loop_user_model_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ModelError(f"cannot load model file {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[name]
+            raise ModelError(f"error while loading {path}: {type(e).__name__}: {e}") from e
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise ModelError(f"cannot import {target!r} for model {spec!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ModelError(f"{target} has no attribute {attr!r}") from None
+
+
+def _call_factory(obj: Any, spec: str, seed: int) -> Any:
+    if isinstance(obj, type) or not hasattr(obj, "fit"):
+        if not callable(obj):
+            raise ModelError(f"{spec} is neither an estimator nor a callable returning one")
+        try:
+            params = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            params = {}
+        try:
+            return obj(seed=seed) if "seed" in params else obj()
+        except Exception as e:
+            raise ModelError(f"calling {spec}() failed: {type(e).__name__}: {e}") from e
+    return obj

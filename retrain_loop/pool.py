@@ -1,0 +1,263 @@
+"""Load a pool of unlabelled rows (JSONL or CSV) into a feature matrix plus display records.
+
+Every problem with the file is a PoolError carrying the path and the 1-based physical line, so the
+CLI can print ``path:line: message`` and the user can jump straight to the bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import operator
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrain_loop.hashing import stable_hash
+
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+_DEFAULT_ID = "id"
+# The server writes these itself; a stale copy in the file would shadow the real value.
+_RESERVED = frozenset({"_input_hash", "_task_hash"})
+# JSON's own number grammar: a CSV cell is shown as a number only when JSON would have spelt it
+# that way, so "007", "+5", " 5" and "nan" keep their spelling and CSV and JSONL display alike.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# Finite in float64 but inf once squeezed into X, which would poison every model downstream.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+
+Row = tuple[int, dict[str, Any]]
+
+
+class PoolError(ValueError):
+    """A pool file that cannot be used; ``line`` is None for problems with the file as a whole."""
+
+    def __init__(self, path: Any, line: int | None, message: str):
+        self.path, self.line, self.message = path, line, message
+        super().__init__(f"{path}: {message}" if line is None else f"{path}:{line}: {message}")
+
+    def __reduce__(self):  # the default would replay only the formatted text into __init__
+        return (type(self), (self.path, self.line, self.message))
+
+
+@dataclass(eq=False)  # arrays make field-wise == ambiguous; identity is what callers mean
+class Pool:
+    path: Path
+    tasks: list[dict] = field(repr=False)
+    X: np.ndarray = field(repr=False)
+    features: list[str]
+    id_column: str | None
+    input_hashes: np.ndarray = field(repr=False)
+    _index: dict[int, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not len(self.tasks) == len(self.X) == len(self.input_hashes):
+            raise ValueError("tasks, X and input_hashes must have one entry per row")
+        self._index = {h: i for i, h in enumerate(self.input_hashes.tolist())}
+        if len(self._index) != len(self.tasks):  # astronomically rare, but never answer wrongly
+            raise PoolError(self.path, None, "two rows share an input hash")
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def index_of(self, input_hash: int) -> int | None:
+        try:
+            key = operator.index(input_hash)  # numpy ints yes, 1.5 or "12" no
+        except TypeError:
+            return None
+        return self._index.get(key)
+
+
+def load_pool(
+    path: str | Path, features: list[str] | None = None, id_column: str | None = _DEFAULT_ID
+) -> Pool:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    is_csv = suffix == ".csv"
+    if not is_csv and suffix not in _JSONL_SUFFIXES:
+        kind = repr(path.suffix) if path.suffix else "without a suffix"
+        raise PoolError(path, None, f"unsupported file type {kind}; use .jsonl, .ndjson or .csv")
+    if not path.exists():
+        raise PoolError(path, None, "file not found")
+    try:
+        # utf-8-sig because spreadsheet exports often start with a BOM that would rename column 1
+        with path.open(encoding="utf-8-sig", newline="" if is_csv else None) as f:
+            header, header_line, rows = (
+                _csv_rows(path, f) if is_csv else (None, 0, _jsonl_rows(path, f))
+            )
+            return _build(path, header, header_line, rows, features, id_column, is_csv)
+    except UnicodeDecodeError:
+        raise PoolError(path, None, "file is not UTF-8 text") from None
+    except OSError as e:
+        raise PoolError(path, None, f"cannot read file: {e.strerror or e}") from e
+
+
+def _jsonl_rows(path: Path, f) -> Iterator[Row]:
+    for line, text in enumerate(f, 1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except ValueError as e:  # not only JSONDecodeError: ints too long for int() land here too
+            msg = f"{e.msg} (column {e.pos + 1})" if isinstance(e, json.JSONDecodeError) else e
+            raise PoolError(path, line, f"invalid JSON: {msg}") from None
+        if not isinstance(obj, dict):
+            kind = _JSON_TYPES.get(type(obj), "number")
+            raise PoolError(path, line, f"expected a JSON object, got a JSON {kind}")
+        yield line, obj
+
+
+def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
+    # csv.reader rather than DictReader: DictReader skips blank lines internally, which would hide
+    # where a record starts, and silently pads or folds rows whose field count is wrong.
+    reader = csv.reader(f)
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        while True:
+            start = reader.line_num + 1  # first physical line, even for multi-line quoted fields
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise PoolError(path, reader.line_num, f"malformed CSV: {e}") from None
+            if record:
+                yield start, record
+
+    it = records()
+    header_line, header = next(it, (0, None))
+    if header is not None:
+        twice = [name for i, name in enumerate(header) if name in header[:i]]
+        if twice:
+            raise PoolError(path, header_line, f"column {twice[0]!r} appears twice in the header")
+
+    def rows() -> Iterator[Row]:
+        for line, record in it:
+            if len(record) != len(header):
+                msg = f"row has {len(record)} fields, header has {len(header)}"
+                raise PoolError(path, line, msg)
+            yield line, dict(zip(header, record))
+
+    return header, header_line, rows()
+
+
+def _build(path, header, header_line, rows, features, id_column, is_csv) -> Pool:
+    first = next(rows, None)
+    if first is None:
+        raise PoolError(path, None, "no rows")
+    columns = header if header is not None else list(first[1])
+    where = header_line if is_csv else first[0]
+    id_col, feats = _resolve_columns(path, where, columns, first[1], features, id_column, is_csv)
+
+    tasks: list[dict] = []
+    values: list[list[float]] = []
+    id_lines: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for line, cells in chain([first], rows):
+        values.append([_feature(path, line, name, cells, is_csv) for name in feats])
+        show = {k: _csv_cell(v) if is_csv else v for k, v in cells.items() if k not in _RESERVED}
+        if id_col is not None:
+            row_id = _id_string(path, line, id_col, cells)
+            if row_id in id_lines:
+                msg = f"duplicate id {row_id!r} (first seen on line {id_lines[row_id]})"
+                raise PoolError(path, line, msg)
+            id_lines[row_id] = line
+            h = stable_hash({"id": row_id})
+        else:
+            h = stable_hash(show)
+            # Real datasets (iris) repeat rows; the k-th copy still needs its own stable identity.
+            k = repeats[h] = repeats.get(h, 0) + 1
+            if k >= 2:
+                h = stable_hash({"row": show, "repeat": k})
+        show["_input_hash"] = h
+        tasks.append(show)
+
+    X = np.array(values, dtype=np.float32).reshape(len(values), len(feats))
+    hashes = np.array([t["_input_hash"] for t in tasks], dtype=np.int64)
+    return Pool(path, tasks, X, feats, id_col, hashes)
+
+
+def _resolve_columns(path, where, columns, first_row, features, id_column, is_csv):
+    if id_column is not None and id_column in columns:
+        id_col = id_column
+    elif id_column is not None and id_column != _DEFAULT_ID:
+        # Only the default may quietly go missing; an explicit choice that matches nothing is a typo.
+        raise PoolError(path, where, f"id column {id_column!r} not found; columns are {columns}")
+    else:
+        id_col = None
+    if features is not None:
+        if isinstance(features, str) or not features or len(set(features)) != len(features):
+            raise PoolError(path, None, f"features must be distinct column names, got {features!r}")
+        missing = [name for name in features if name not in columns]
+        if is_csv and missing:  # JSONL rows may differ, so each row is checked as it is read
+            raise PoolError(path, where, f"missing feature column {missing[0]!r}")
+        return id_col, list(features)
+    feats = [
+        c
+        for c in columns
+        if c and c != id_col and not c.startswith("_") and _number(first_row[c], is_csv) is not None
+    ]
+    if not feats:
+        msg = "no numeric columns in the first row to use as features; pass --features to name them"
+        raise PoolError(path, None, msg)
+    return id_col, feats
+
+
+def _number(value: Any, is_csv: bool) -> float | None:
+    """The value as a float (maybe NaN or inf), or None when it is not a number at all."""
+    if is_csv:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # JSON ints have no size limit
+            return math.inf
+    return None
+
+
+def _feature(path: Path, line: int, name: str, cells: dict, is_csv: bool) -> float:
+    if name not in cells:
+        raise PoolError(path, line, f"missing feature column {name!r}")
+    value = cells[name]
+    x = _number(value, is_csv)
+    if x is None:
+        raise PoolError(path, line, f"feature {name!r} is not a number: {value!r}")
+    if not math.isfinite(x):
+        raise PoolError(path, line, f"feature {name!r} is NaN or infinite")
+    if abs(x) > _FLOAT32_MAX:
+        raise PoolError(path, line, f"feature {name!r} is too large for float32: {value!r}")
+    return x
+
+
+def _id_string(path: Path, line: int, id_col: str, cells: dict) -> str:
+    value = cells.get(id_col)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        what = "missing" if id_col not in cells else "empty"
+        raise PoolError(path, line, f"{what} id in column {id_col!r}")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        # str(1.0) and a CSV's "1" would hash apart, so only spellings that agree are allowed.
+        kind = _JSON_TYPES.get(type(value), "number")
+        raise PoolError(path, line, f"id must be a string or an integer, got a JSON {kind}")
+    return str(value)
+
+
+def _csv_cell(text: str) -> Any:
+    match = _JSON_NUMBER.fullmatch(text)
+    if match is None:
+        return text
+    try:
+        if match.group(1) is None and match.group(2) is None:
+            return int(text)
+        x = float(text)
+    except ValueError:  # digit strings beyond Python's int-conversion limit stay text
+        return text
+    return x if math.isfinite(x) else text

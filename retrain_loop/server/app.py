@@ -1,0 +1,118 @@
+"""The built-in annotation server: a FastAPI app over one engine, plus the static page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from ..loop import SESSION_PATTERN, AnswerError, Engine
+from ..store import StoreError
+
+STATIC = Path(__file__).parent / "static"
+VIEWS = ("colour", "record", "image")
+IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg"}
+# The page is self-contained: no inline script, nothing from another origin, so a pool field
+# that smuggles markup in cannot run, and the page works offline.
+CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'"
+
+
+class Answer(BaseModel):
+    # The task travels back with its answer; fields other than these are ignored, since the
+    # stored record is rebuilt from the pool row.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    input_hash: StrictInt = Field(alias="_input_hash")
+    task_hash: StrictInt = Field(alias="_task_hash")
+    answer: Literal["accept", "reject", "ignore"]
+    accept: list[str] = Field(default_factory=list, max_length=100)
+    meta: dict[str, Any] | None = None
+
+
+class AnswerBatch(BaseModel):
+    session: str = Field(pattern=SESSION_PATTERN)
+    answers: list[Answer] = Field(max_length=1000)
+
+
+def create_app(engine: Engine, *, view: str = "record", image_root: str | Path | None = None) -> FastAPI:
+    """The ASGI app for one engine. Tests use it without starting a server."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}: use one of {', '.join(VIEWS)}")
+    image_root = Path(image_root or engine.pool.path.parent).resolve()
+    app = FastAPI(title="retrain-loop", docs_url="/api/docs", redoc_url=None)
+    app.state.engine = engine
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.exception_handler(AnswerError)
+    async def answer_error(request: Request, exc: AnswerError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "model_round": engine.round}
+
+    @app.get("/api/project")
+    def project() -> dict[str, Any]:
+        return {
+            "dataset": engine.dataset,
+            "labels": engine.labels,
+            "view": view,
+            "batch_size": engine.batch_size,
+            "features": engine.pool.features,
+            "model": engine.model_spec,
+            "strategy": engine.strategy,
+            "n_pool": len(engine.pool),
+        }
+
+    @app.get("/api/questions")
+    def questions(
+        session: str = Query(pattern=SESSION_PATTERN),
+        n: int | None = Query(default=None, ge=1, le=200),
+        fresh: bool = False,
+    ) -> dict[str, Any]:
+        if fresh:
+            engine.release_session(session)
+        return {"tasks": engine.get_questions(session, n)}
+
+    @app.post("/api/answers")
+    def answers(batch: AnswerBatch) -> dict[str, Any]:
+        payload = [a.model_dump(by_alias=True) for a in batch.answers]
+        stored = engine.update(payload, batch.session)
+        return {"stored": stored}
+
+    @app.get("/api/stats")
+    def stats() -> dict[str, Any]:
+        return engine.stats()
+
+    @app.get("/api/image")
+    def image(path: str = Query(min_length=1, max_length=1000)) -> FileResponse:
+        target = (image_root / path).resolve()
+        if (
+            not target.is_relative_to(image_root)
+            or target.suffix.lower() not in IMAGE_TYPES
+            or not target.is_file()
+        ):
+            raise HTTPException(status_code=404, detail="no such image")
+        return FileResponse(target)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,210 @@
+"""The annotation store: Prodigy-shaped answer records in SQLite, through sqlite-utils.
+
+Every write goes through one connection under one lock, inside ``BEGIN IMMEDIATE``, so a
+write that returned is on disk. Reads from other threads use their own connections, which WAL
+mode lets run beside a write.
+
+One row holds the latest answer of one session to one task: posting the same answer twice
+stores it once, and an answer revised with undo replaces the session's earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import sqlite_utils
+
+from .hashing import stable_hash
+
+ANSWERS = ("accept", "reject", "ignore")
+_TABLE = "examples"
+
+
+class StoreError(ValueError):
+    """An annotation record that cannot be stored, or a file that cannot be imported."""
+
+
+def session_id(dataset: str, session: str) -> str:
+    """Prodigy names a session ``<dataset>-<session>``; records keep that form."""
+    return f"{dataset}-{session}"
+
+
+class AnnotationStore:
+    """Answers per dataset in one SQLite file (or in memory when ``path`` is None)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect()
+        db = sqlite_utils.Database(self._writer)
+        if self.path is not None:
+            db.enable_wal()
+        db[_TABLE].create(
+            {
+                "id": int,
+                "dataset": str,
+                "session_id": str,
+                "task_hash": int,
+                "input_hash": int,
+                "answer": str,
+                "timestamp": int,
+                "answer_key": int,
+                "content": str,
+            },
+            pk="id",
+            if_not_exists=True,
+        )
+        db[_TABLE].create_index(
+            ["dataset", "session_id", "task_hash"], unique=True, if_not_exists=True
+        )
+        db[_TABLE].create_index(["dataset", "input_hash"], if_not_exists=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        target = str(self.path) if self.path is not None else ":memory:"
+        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+        conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        if self.path is None:
+            return self._writer
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self.path is None:
+            with self._lock:
+                return self._writer.execute(sql, params).fetchall()
+        return self._reader().execute(sql, params).fetchall()
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add(self, dataset: str, examples: Iterable[dict[str, Any]]) -> int:
+        """Store answer records; returns how many were new or changed.
+
+        Each record needs ``_input_hash``, ``_task_hash``, ``_session_id`` and ``answer``. All
+        records are checked before any is written, so a bad one stores nothing.
+        """
+        rows = [_to_row(dataset, eg) for eg in examples]
+        if not rows:
+            return 0
+        sql = (
+            f"INSERT INTO {_TABLE} (dataset, session_id, task_hash, input_hash, answer, "
+            "timestamp, answer_key, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (dataset, session_id, task_hash) DO UPDATE SET "
+            "input_hash = excluded.input_hash, answer = excluded.answer, "
+            "timestamp = excluded.timestamp, answer_key = excluded.answer_key, "
+            "content = excluded.content WHERE answer_key IS NOT excluded.answer_key"
+        )
+        with self._lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(sql, rows)
+                changed = conn.total_changes - before
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return changed
+
+    def import_jsonl(self, dataset: str, path: str | Path, session: str = "import") -> int:
+        """Import records in Prodigy's ``db-out`` format (one JSON object per line)."""
+        path = Path(path)
+        records = []
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    eg = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise StoreError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
+                if not isinstance(eg, dict):
+                    raise StoreError(f"{path}:{lineno}: expected a JSON object")
+                eg.setdefault("_session_id", session_id(dataset, session))
+                try:
+                    _to_row(dataset, eg)
+                except StoreError as e:
+                    raise StoreError(f"{path}:{lineno}: {e}") from None
+                records.append(eg)
+        return self.add(dataset, records)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, dataset: str) -> list[dict[str, Any]]:
+        """All answer records of a dataset, in the order they were first stored."""
+        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? ORDER BY id", (dataset,))
+        return [json.loads(content) for (content,) in rows]
+
+    def iter_examples(self, dataset: str) -> Iterator[dict[str, Any]]:
+        yield from self.get(dataset)
+
+    def answered_input_hashes(self, dataset: str) -> set[int]:
+        rows = self._query(f"SELECT DISTINCT input_hash FROM {_TABLE} WHERE dataset = ?", (dataset,))
+        return {h for (h,) in rows}
+
+    def count(self, dataset: str) -> int:
+        rows = self._query(f"SELECT count(*) FROM {_TABLE} WHERE dataset = ?", (dataset,))
+        return rows[0][0]
+
+    def datasets(self) -> list[str]:
+        rows = self._query(f"SELECT DISTINCT dataset FROM {_TABLE} ORDER BY dataset")
+        return [d for (d,) in rows]
+
+    def export_jsonl(self, dataset: str, out: IO[str]) -> int:
+        n = 0
+        for eg in self.get(dataset):
+            out.write(json.dumps(eg, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._writer.close()
+
+
+def _to_row(dataset: str, eg: dict[str, Any]) -> tuple:
+    if not isinstance(eg, dict):
+        raise StoreError("an answer must be a JSON object")
+    for key in ("_input_hash", "_task_hash"):
+        value = eg.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise StoreError(f"{key} must be an integer, got {value!r}")
+    answer = eg.get("answer")
+    if answer not in ANSWERS:
+        raise StoreError(f"answer must be one of {', '.join(ANSWERS)}, got {answer!r}")
+    sid = eg.get("_session_id")
+    if not isinstance(sid, str) or not sid:
+        raise StoreError("_session_id must be a non-empty string")
+    record = dict(eg)
+    record.setdefault("_timestamp", int(time.time()))
+    content = json.dumps(record, ensure_ascii=False, sort_keys=True)
+    # The same answer re-posted later differs only in its timestamp; it must not count as new.
+    key = stable_hash({k: v for k, v in record.items() if k != "_timestamp"})
+    return (
+        dataset,
+        sid,
+        record["_task_hash"],
+        record["_input_hash"],
+        answer,
+        int(record["_timestamp"]),
+        key,
+        content,
+    )

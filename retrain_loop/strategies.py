@@ -1,0 +1,128 @@
+"""Query strategies: scorers turn class probabilities into utilities, selectors pick rows.
+
+Scorers are pure: ``scorer(proba, rng) -> utility``, higher meaning "more worth asking about".
+Selectors work on utilities and never look at the model. "No model yet" is not a scorer's
+concern; the engine handles the cold start once, with ``coverage_order``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Scorer = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def least_confident(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    return 1.0 - proba.max(axis=1)
+
+
+def margin(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    if proba.shape[1] < 2:
+        return np.zeros(proba.shape[0])
+    second, first = np.partition(proba, -2, axis=1)[:, -2:].T
+    return 1.0 - (first - second)
+
+
+def entropy(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    p = np.clip(proba, 1e-12, 1.0)
+    return -(proba * np.log(p)).sum(axis=1)
+
+
+def random(proba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return rng.random(proba.shape[0])
+
+
+STRATEGIES: dict[str, Scorer] = {
+    "margin": margin,
+    "least_confident": least_confident,
+    "entropy": entropy,
+    "random": random,
+}
+
+
+class StrategyError(ValueError):
+    """An unknown strategy name or a bad selector setting."""
+
+
+def get_strategy(name: str) -> Scorer:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise StrategyError(
+            f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}"
+        ) from None
+
+
+# -- selectors ---------------------------------------------------------------------------------
+
+
+def rank(utility: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """All positions, best first. Ties break at random so equal rows are not served in file order."""
+    jitter = rng.random(utility.shape[0])
+    return np.lexsort((jitter, -utility))
+
+
+def top_k(utility: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """The k best positions, best first, without sorting the whole array."""
+    n = utility.shape[0]
+    if k >= n:
+        return rank(utility, rng)
+    part = np.argpartition(-utility, k - 1)[:k]
+    return part[rank(utility[part], rng)]
+
+
+def prefer_label(utility: np.ndarray, proba: np.ndarray, label_index: int) -> np.ndarray:
+    """Favour rows that are likely to be the label and still uncertain.
+
+    Multiplying keeps both conditions: a sure member of the label (utility near 0) and an
+    uncertain row that is surely not the label (probability near 0) both drop.
+    """
+    return utility * proba[:, label_index]
+
+
+def mix_random(
+    order: np.ndarray, share: float, batch_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Interleave random rows into a ranked order: each batch gets ``share`` of random picks.
+
+    Exploration guards against a model that is confidently wrong about a region it never sees.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise StrategyError(f"explore share must be between 0 and 1, got {share}")
+    n = order.shape[0]
+    n_random = int(round(share * batch_size))
+    if n_random == 0 or n == 0:
+        return order
+    random_slot = (np.arange(n) % batch_size) >= batch_size - n_random
+    # The random picks are a uniform sample of all rows, top-ranked ones included, so the share
+    # of random rows is honest rather than "random among the leftovers".
+    picked = np.zeros(n, dtype=bool)
+    picked[rng.choice(n, int(random_slot.sum()), replace=False)] = True
+    out = np.empty_like(order)
+    out[random_slot] = rng.permutation(order[picked])
+    out[~random_slot] = order[~picked]
+    return out
+
+
+def coverage_order(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of k rows that cover the feature space (k-means++ seeding), then the rest shuffled.
+
+    Used before the model exists: the first rows of a file are often sorted or clustered, and
+    labelling them would tell a model little about the rest of the space.
+    """
+    from sklearn.cluster import kmeans_plusplus
+
+    n = X.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    k = min(k, n)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = (X - X.mean(axis=0)) / scale
+    seed = int(rng.integers(2**31 - 1))
+    _, seeds = kmeans_plusplus(Z.astype(np.float64, copy=False), n_clusters=k, random_state=seed)
+    seeds = np.asarray(seeds, dtype=np.int64)
+    rest = np.setdiff1d(np.arange(n), seeds, assume_unique=False)
+    return np.concatenate([seeds, rng.permutation(rest)])
