@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8") as f:
+    # Write then rename, so an interrupted run never leaves a half pool that make thinks is done.
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(c) + "\n" for c in colours)
+    tmp.replace(args.out)
     print(f"wrote {len(colours)} colours to {args.out}", file=sys.stderr)
     return 0
 

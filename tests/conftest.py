@@ -1,0 +1,124 @@
+"""Shared fixtures: real pool files, real SQLite files and a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+
+from retrain_loop.loop import Engine
+from retrain_loop.pool import load_pool
+from retrain_loop.server import create_app
+from retrain_loop.store import AnnotationStore
+
+RGB = ["red", "green", "blue"]
+
+
+def rgb_rows(n: int, seed: int = 0) -> list[dict]:
+    """Random colours; their known label is the strongest channel."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, (r, g, b) in enumerate(rng.integers(0, 256, size=(n, 3)).tolist()):
+        rows.append({"id": f"c{i:05d}", "r": r, "g": g, "b": b, "hex": f"#{r:02x}{g:02x}{b:02x}"})
+    return rows
+
+
+def rgb_label(task: dict) -> str:
+    return RGB[int(np.argmax([task["r"], task["g"], task["b"]]))]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving ``create_app(engine)`` in a thread, on a free port of 127.0.0.1."""
+
+    def __init__(self, engine: Engine, view: str = "record"):
+        self.engine = engine
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(engine, view=view), host="127.0.0.1", port=self.port,
+                                log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.engine.close()
+
+
+@pytest.fixture
+def make_engine(tmp_path):
+    """make_engine(rows, labels, **engine_kwargs) -> Engine over a JSONL pool and a SQLite file."""
+    made: list[tuple[Engine, AnnotationStore]] = []
+
+    def make(rows, labels=RGB, *, features=None, db_path=None, dataset="test", **kwargs) -> Engine:
+        pool_path = tmp_path / "pool.jsonl"
+        if not pool_path.exists():
+            write_jsonl(pool_path, rows)
+        pool = load_pool(pool_path, features=features)
+        store = AnnotationStore(db_path or tmp_path / "answers.db")
+        kwargs.setdefault("model", "logreg")
+        engine = Engine(pool, store, dataset, labels, **kwargs)
+        made.append((engine, store))
+        return engine
+
+    yield make
+    for engine, store in made:
+        engine.close()
+        store.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """serve(rows, labels, *, view=..., features=..., batch_size=..., model=..., dataset=...,
+    db_path=..., session_lease_s=...) -> base URL of a real server. ``serve.last_engine`` is its engine.
+    """
+    servers: list[LiveServer] = []
+    stores: list[AnnotationStore] = []
+
+    def start(rows, labels, *, view="record", features=None, batch_size=5, model="logreg",
+              dataset="test", db_path=None, session_lease_s=600, **kwargs) -> str:
+        pool_path = tmp_path / f"pool{len(servers)}.jsonl"
+        write_jsonl(pool_path, rows)
+        pool = load_pool(pool_path, features=features)
+        store = AnnotationStore(db_path or tmp_path / "answers.db")
+        engine = Engine(pool, store, dataset, labels, model=model, batch_size=batch_size,
+                        lease_seconds=session_lease_s, **kwargs)
+        server = LiveServer(engine, view=view).start()
+        servers.append(server)
+        stores.append(store)
+        start.last_engine = engine
+        start.last_server = server
+        return server.url
+
+    start.last_engine = None
+    yield start
+    for server in servers:
+        server.stop()
+    for store in stores:
+        store.close()
