@@ -35,6 +35,20 @@ def user_errors():
         raise CliError(str(e)) from e
 
 
+@contextmanager
+def _new_file_removed_on_error(path: str | Path):
+    """Bad settings must leave no empty database behind."""
+    path = Path(path)
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
 def _split(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -81,10 +95,15 @@ def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_p
 
     with user_errors():
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
-        store = AnnotationStore(db_path)
-        engine = Engine(pool, store, dataset, _split(labels) or [], model=model, strategy=strategy,
-                        batch_size=batch_size, explore=explore, prefer=prefer, seed=seed,
-                        lease_seconds=lease_seconds)
+        with _new_file_removed_on_error(db_path):
+            store = AnnotationStore(db_path)
+            try:
+                engine = Engine(pool, store, dataset, _split(labels) or [], model=model,
+                                strategy=strategy, batch_size=batch_size, explore=explore,
+                                prefer=prefer, seed=seed, lease_seconds=lease_seconds)
+            except BaseException:
+                store.close()
+                raise
         app = create_app(engine, view=view)
     stats = engine.stats()
     click.echo(
