@@ -318,7 +318,7 @@ class Engine:
                 self._running = True
             try:
                 self.refit()
-            except Exception:  # noqa: BLE001 - the worker must outlive any one bad round
+            except Exception:
                 log.exception("refit failed")
             finally:
                 with self._cond:
@@ -336,20 +336,16 @@ class Engine:
                 self._cond.wait(remaining)
         return True
 
-    def training_data(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        """Features and label indices of the accepted answers whose rows are in the pool."""
+    def training_data(self, labelled: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Features and label indices for ``(input_hash, label)`` pairs whose rows are in the pool."""
         indices, y = [], []
-        for record in records:
-            if record.get("answer") != "accept":
-                continue
-            accept = record.get("accept") or []
-            if len(accept) != 1 or accept[0] not in self._label_index:
-                continue
-            index = self.pool.index_of(record.get("_input_hash"))
-            if index is None:
+        for input_hash, label in labelled:
+            index = self.pool.index_of(input_hash)
+            label_index = self._label_index.get(label)
+            if index is None or label_index is None:
                 continue
             indices.append(index)
-            y.append(self._label_index[accept[0]])
+            y.append(label_index)
         return self.pool.X[np.asarray(indices, dtype=np.int64)], np.asarray(y, dtype=np.int64)
 
     def refit(self) -> Ranking:
@@ -359,8 +355,7 @@ class Engine:
 
     def _refit(self) -> Ranking:
         started = time.perf_counter()
-        records = self.store.get(self.dataset)
-        X_train, y_train = self.training_data(records)
+        X_train, y_train = self.training_data(self.store.labelled(self.dataset))
         read_done = time.perf_counter()
         if len(np.unique(y_train)) < 2:
             # No model until two classes have labels: keep serving rows that cover the space.
@@ -407,7 +402,7 @@ class Engine:
         self.history.append({
             "round": self.round,
             "n_annotations": n_answers,
-            "n_train": int(len(y_train)),
+            "n_train": len(y_train),
             "guess_accuracy": round(sum(guesses) / len(guesses), 4) if guesses else None,
             "refit_ms": round(self.last_refit_ms, 2),
         })

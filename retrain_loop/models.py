@@ -7,8 +7,8 @@ from one round into the next.
 from __future__ import annotations
 
 import importlib
-import inspect
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +93,7 @@ def check_estimator(estimator: Any, spec: str = "model") -> None:
             )
     try:
         clone(estimator)
-    except Exception as e:  # noqa: BLE001 - any failure here means the model cannot be refit
+    except Exception as e:
         raise ModelError(f"{spec} cannot be cloned for a refit: {e}") from e
 
 

@@ -92,7 +92,7 @@ def mix_random(
     if not 0.0 <= share <= 1.0:
         raise StrategyError(f"explore share must be between 0 and 1, got {share}")
     n = order.shape[0]
-    n_random = int(round(share * batch_size))
+    n_random = round(share * batch_size)
     if n_random == 0 or n == 0:
         return order
     random_slot = (np.arange(n) % batch_size) >= batch_size - n_random

@@ -244,6 +244,11 @@
     el.imageWrap.hidden = false;
   }
 
+  function onImageLoad() {
+    var tiny = el.image.naturalWidth > 0 && el.image.naturalWidth <= 64 && el.image.naturalHeight <= 64;
+    el.image.classList.toggle("tiny", tiny);
+  }
+
   function renderLabels(task) {
     clearChildren(el.labels);
     optionsFor(task).forEach(function (opt, i) {
@@ -713,6 +718,7 @@
     el.doneUndo.addEventListener("click", undo);
     el.save.addEventListener("click", function () { flush(false); });
     el.errorDismiss.addEventListener("click", clearError);
+    el.image.addEventListener("load", onImageLoad);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") {
         stopStatsTimer();

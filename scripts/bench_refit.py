@@ -1,0 +1,154 @@
+"""Time one refit round on the colour demo against the bare model on the same data.
+
+    python scripts/bench_refit.py [--repeats 7] [--out BENCHMARKS.md]
+
+A round is what the server does after each batch: read every answer from SQLite, fit a fresh
+clone of the model, rescore the open rows, rank them and swap the queue. The floor is
+``clone(model).fit`` plus ``predict_proba`` on the same arrays, timed in the same process, in
+alternation with the round so that machine noise hits both alike. Medians and their ratio go to
+stdout and into the "Refit round" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.base import clone
+from threadpoolctl import ThreadpoolController
+
+from retrain_loop.loop import Engine
+from retrain_loop.pool import load_pool
+from retrain_loop.store import AnnotationStore
+
+ROOT = Path(__file__).resolve().parent.parent
+LABELS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "grey",
+          "black", "white"]
+# A rough namer for timing only: the nearest of twelve prototype colours. Its labels make the fit
+# do the same work as real ones would; they are not meant to be right.
+PROTOTYPES = np.array([
+    [220, 30, 30], [245, 140, 20], [240, 220, 40], [40, 170, 60], [40, 210, 220], [40, 70, 210],
+    [130, 50, 170], [240, 140, 190], [120, 70, 30], [128, 128, 128], [15, 15, 15], [245, 245, 245],
+], dtype=np.float32)
+SECTION = "## Refit round"
+# Built once, as the engine does: building a controller inspects every loaded library.
+THREADS = ThreadpoolController()
+
+
+def _make_colours(n: int, seed: int) -> list[dict]:
+    spec = importlib.util.spec_from_file_location("make_colour_pool", ROOT / "scripts" / "make_colour_pool.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_colours(n, seed)
+
+
+def _name(X: np.ndarray) -> np.ndarray:
+    return ((X[:, None, :] - PROTOTYPES[None]) ** 2).sum(axis=2).argmin(axis=1)
+
+
+def bench(n_labels: int, repeats: int, model: str, workdir: Path) -> dict:
+    import json
+
+    pool_path = workdir / "colours.jsonl"
+    if not pool_path.exists():
+        pool_path.write_text("".join(json.dumps(r) + "\n" for r in _make_colours(2000, 0)))
+    pool = load_pool(pool_path, features=["r", "g", "b"])
+    store = AnnotationStore(workdir / f"{model}-{n_labels}.db")
+    engine = Engine(pool, store, "colours", LABELS, model=model, background=False, batch_size=10)
+    truth = _name(pool.X)
+    labelled = 0
+    while labelled < n_labels:
+        tasks = engine.get_questions("bench", min(50, n_labels - labelled))
+        answers = [dict(t, answer="accept", accept=[LABELS[truth[pool.index_of(t["_input_hash"])]]])
+                   for t in tasks]
+        labelled += engine.update(answers, "bench")
+    X_train, y_train = engine.training_data(store.labelled("colours"))
+    answered = {pool.index_of(h) for h in store.answered_input_hashes("colours")}
+    open_rows = np.array(sorted(set(range(len(pool))) - answered))
+    rounds, floors = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.refit()
+        rounds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with THREADS.limit(limits=1):
+            clone(engine.prototype).fit(X_train, y_train).predict_proba(pool.X[open_rows])
+        floors.append(time.perf_counter() - start)
+    engine.close()
+    store.close()
+    round_ms = statistics.median(rounds) * 1000
+    floor_ms = statistics.median(floors) * 1000
+    return {"model": model, "labels": len(y_train), "pool": len(pool), "open": len(open_rows),
+            "round_ms": round_ms, "floor_ms": floor_ms, "ratio": round_ms / floor_ms,
+            "error": engine.last_error}
+
+
+def write_section(path: Path, text: str) -> None:
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if SECTION in old:
+        head, _, rest = old.partition(SECTION)
+        tail = rest.split("\n## ", 1)
+        old = head.rstrip() + "\n\n" + (("## " + tail[1]) if len(tail) > 1 else "")
+    path.write_text(old.rstrip() + "\n\n" + text.rstrip() + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--labels", default="50,100,200,500,1000")
+    parser.add_argument("--models", default="lightgbm,logreg")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in args.models.split(","):
+            for n in (int(v) for v in args.labels.split(",")):
+                r = bench(n, args.repeats, model, Path(tmp))
+                results.append(r)
+                print(f"{model:9s} labels={r['labels']:5d} pool={r['pool']} open={r['open']}  "
+                      f"round {r['round_ms']:7.1f} ms  floor {r['floor_ms']:7.1f} ms  "
+                      f"ratio {r['ratio']:.2f}", file=sys.stderr)
+    lines = [
+        SECTION, "",
+        "One refit round on the colour demo (2,000 rows, 3 features, 12 labels): read every "
+        "answer from SQLite, fit a fresh clone, rescore the open rows, rank, swap. The floor is "
+        "`clone(model).fit` + `predict_proba` on the same arrays in the same process, "
+        f"alternating with the round. Median of {args.repeats}; `python scripts/bench_refit.py`.",
+        "",
+        f"Machine: {platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
+        f"scikit-learn {sklearn.__version__}, LightGBM {_lgbm_version()}. Shared and noisy: read "
+        "the ratio, not the milliseconds.",
+        "",
+        "| model | labels | open rows | round (ms) | floor (ms) | round / floor |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['labels']} | {r['open']} | {r['round_ms']:.1f} | "
+                     f"{r['floor_ms']:.1f} | {r['ratio']:.2f} |")
+    write_section(args.out, "\n".join(lines))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _lgbm_version() -> str:
+    import lightgbm
+
+    return lightgbm.__version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
