@@ -11,6 +11,7 @@ stores it once, and an answer revised with undo replaces the session's earlier o
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -42,6 +43,7 @@ class AnnotationStore:
         self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect()
@@ -83,6 +85,8 @@ class AnnotationStore:
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
         return conn
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -137,7 +141,9 @@ class AnnotationStore:
                     raise StoreError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
                 if not isinstance(eg, dict):
                     raise StoreError(f"{path}:{lineno}: expected a JSON object")
-                eg.setdefault("_session_id", session_id(dataset, session))
+                # Older Prodigy exports carry "_session_id": null.
+                if not eg.get("_session_id"):
+                    eg["_session_id"] = session_id(dataset, session)
                 try:
                     _to_row(dataset, eg)
                 except StoreError as e:
@@ -184,8 +190,9 @@ class AnnotationStore:
         return n
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        with self._lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
             conn.close()
         self._writer.close()
 
@@ -197,6 +204,8 @@ def _to_row(dataset: str, eg: dict[str, Any]) -> tuple:
         value = eg.get(key)
         if not isinstance(value, int) or isinstance(value, bool):
             raise StoreError(f"{key} must be an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise StoreError(f"{key} must fit in 64 bits, got {value!r}")
     answer = eg.get("answer")
     if answer not in ANSWERS:
         raise StoreError(f"answer must be one of {', '.join(ANSWERS)}, got {answer!r}")
@@ -204,7 +213,10 @@ def _to_row(dataset: str, eg: dict[str, Any]) -> tuple:
     if not isinstance(sid, str) or not sid:
         raise StoreError("_session_id must be a non-empty string")
     record = dict(eg)
-    record.setdefault("_timestamp", int(time.time()))
+    timestamp = record.setdefault("_timestamp", int(time.time()))
+    if (not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool)
+            or not math.isfinite(timestamp) or not -(2**63) <= timestamp < 2**63):
+        raise StoreError(f"_timestamp must be a number of seconds, got {timestamp!r}")
     content = json.dumps(record, ensure_ascii=False, sort_keys=True)
     # The same answer re-posted later differs only in its timestamp; it must not count as new.
     key = stable_hash({k: v for k, v in record.items() if k != "_timestamp"})

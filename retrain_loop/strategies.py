@@ -124,5 +124,8 @@ def coverage_order(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
     seed = int(rng.integers(2**31 - 1))
     _, seeds = kmeans_plusplus(Z.astype(np.float64, copy=False), n_clusters=k, random_state=seed)
     seeds = np.asarray(seeds, dtype=np.int64)
+    # With fewer distinct points than k, k-means++ picks the same index more than once.
+    _, first = np.unique(seeds, return_index=True)
+    seeds = seeds[np.sort(first)]
     rest = np.setdiff1d(np.arange(n), seeds, assume_unique=False)
     return np.concatenate([seeds, rng.permutation(rest)])

@@ -1,6 +1,6 @@
 """Write a seeded pool of distinct RGB colours for the demo, one JSON object per line.
 
-    python scripts/make_colour_pool.py --n 2000 --seed 0 --out demo/colours.jsonl
+python scripts/make_colour_pool.py --n 2000 --seed 0 --out demo/colours.jsonl
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-_CUBE = 256**3
+# Near the size of the RGB cube, finding the last unseen colours by rejection would take ages.
+_MAX_N = 1_000_000
 # Uniform saturation almost never lands on exactly zero, yet "grey", "black" and "white" are labels
 # in the demo, so a slice of the pool is drawn on the grey axis on purpose.
 _GREY_SHARE = 0.08
@@ -39,8 +40,8 @@ def _sample(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def make_colours(n: int, seed: int) -> list[dict]:
     """``n`` distinct colours, the same ones in the same order for the same seed."""
-    if not 1 <= n <= _CUBE:
-        raise ValueError(f"n must be between 1 and {_CUBE}, got {n}")
+    if not 1 <= n <= _MAX_N:
+        raise ValueError(f"n must be between 1 and {_MAX_N}, got {n}")
     rng = np.random.default_rng(seed)
     seen: set[tuple[int, int, int]] = set()
     picked: list[tuple[int, int, int]] = []

@@ -100,7 +100,9 @@ def colour_rows(n: int = 200, seed: int = 0) -> list[dict]:
         if (r, g, b) in seen or [r, g, b].count(top) > 1:
             continue
         seen.add((r, g, b))
-        rows.append({"id": f"c{len(rows):04d}", "r": r, "g": g, "b": b, "hex": f"#{r:02x}{g:02x}{b:02x}"})
+        rows.append(
+            {"id": f"c{len(rows):04d}", "r": r, "g": g, "b": b, "hex": f"#{r:02x}{g:02x}{b:02x}"}
+        )
     return rows
 
 
@@ -136,7 +138,9 @@ def shown_row(page, rows_by_hex: dict) -> dict:
     hex_text = page.locator("#swatch-hex").inner_text().strip().lower()
     assert hex_text in rows_by_hex, f"swatch shows {hex_text!r}, not a pool row"
     row = rows_by_hex[hex_text]
-    expect(page.locator("#swatch")).to_have_css("background-color", f"rgb({row['r']}, {row['g']}, {row['b']})")
+    expect(page.locator("#swatch")).to_have_css(
+        "background-color", f"rgb({row['r']}, {row['g']}, {row['b']})"
+    )
     return row
 
 
@@ -147,7 +151,9 @@ def wait_for_next(page, previous_hex: str) -> None:
 def label_with_keys(page, row: dict) -> str:
     label = brightest_label(row)
     page.keyboard.press(str(COLOUR_LABELS.index(label) + 1))
-    expect(page.locator(f'#labels button.label[data-label="{label}"]')).to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator(f'#labels button.label[data-label="{label}"]')).to_have_class(
+        re.compile(r"\bselected\b")
+    )
     expect(page.locator("#labels button.label.selected")).to_have_count(1)
     return label
 
@@ -162,7 +168,14 @@ def is_answers_post(response) -> bool:
 def test_colour_view_keyboard_batch_skip_and_undo(serve, page):
     rows = colour_rows(200, seed=0)
     by_hex = {row["hex"]: row for row in rows}
-    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5, dataset="colours")
+    base = serve(
+        rows,
+        COLOUR_LABELS,
+        view="colour",
+        features=["r", "g", "b"],
+        batch_size=5,
+        dataset="colours",
+    )
     open_page(page, base, "kb-test")
 
     expect(page.locator("#dataset")).to_have_text("colours")
@@ -240,7 +253,9 @@ def test_colour_view_keyboard_batch_skip_and_undo(serve, page):
     shown_row(page, by_hex)
     label_with_keys(page, skipped)
     page.keyboard.press("Enter")
-    expect(page.locator("#swatch-hex")).to_have_text(current["hex"])  # the undone task is next again
+    expect(page.locator("#swatch-hex")).to_have_text(
+        current["hex"]
+    )  # the undone task is next again
     expect(page.locator("#unsaved")).to_have_text("1 unsaved")
     with page.expect_response(is_answers_post) as posted:
         page.locator("#save").click()
@@ -287,7 +302,11 @@ def test_failed_post_shows_banner_and_keeps_answers(serve, page):
     def fail_first(route):
         calls["n"] += 1
         if calls["n"] == 1:
-            route.fulfill(status=500, content_type="application/json", body='{"detail": "disk on fire (test)"}')
+            route.fulfill(
+                status=500,
+                content_type="application/json",
+                body='{"detail": "disk on fire (test)"}',
+            )
         else:
             route.fallback()
 
@@ -316,3 +335,53 @@ def test_failed_post_shows_banner_and_keeps_answers(serve, page):
     expect(banner).to_be_hidden()
     assert wait_for_stats(base, lambda st: st["n_annotations"] == 5)["n_annotations"] == 5
     assert page.js_errors == []
+
+
+def test_hiding_the_page_saves_the_outbox(serve, page):
+    rows = colour_rows(40, seed=2)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "hide-test")
+    for _ in range(2):
+        row = shown_row(page, by_hex)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+    expect(page.locator("#unsaved")).to_have_text("2 unsaved")
+
+    # Headless tabs never become hidden on their own: fake the state and fire the event.
+    with page.expect_response(is_answers_post) as posted:
+        page.evaluate(
+            """() => {
+                Object.defineProperty(document, "visibilityState", {value: "hidden", configurable: true});
+                document.dispatchEvent(new Event("visibilitychange"));
+            }"""
+        )
+    assert posted.value.ok
+    expect(page.locator("#unsaved")).to_have_text("0 unsaved")
+    assert wait_for_stats(base, lambda st: st["n_annotations"] == 2)["n_annotations"] == 2
+
+
+def test_unsaved_answers_are_kept_for_the_next_visit(serve, page):
+    rows = colour_rows(40, seed=3)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    page.route("**/api/answers", lambda route: route.fulfill(status=503, body="server away"))
+    open_page(page, base, "reopen-test")
+    for _ in range(3):
+        row = shown_row(page, by_hex)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+    page.locator("#save").click()
+    expect(page.locator("#error-banner")).to_contain_text("server away")
+    expect(page.locator("#unsaved")).to_have_text("3 unsaved")
+    assert stats(base)["n_annotations"] == 0
+
+    # The outbox is mirrored in localStorage: the next visit (here a second tab, since closing this
+    # one would still send the answers on pagehide) stores it before asking for tasks.
+    again = page.context.new_page()
+    open_page(again, base, "reopen-test")
+    expect(again.locator("#unsaved")).to_have_text("0 unsaved")
+    assert wait_for_stats(base, lambda st: st["n_annotations"] == 3)["n_annotations"] == 3
+    expect(again.locator("#stats-total")).to_have_text("3")

@@ -14,7 +14,8 @@
   var STATS_EVERY_MS = 3000;
   var HISTORY_MAX = 200;
   var KEEPALIVE_MAX_BYTES = 60000; // browsers cap keepalive bodies at 64 KiB
-  var DONE_TEXT = "No more tasks — all rows are answered or out with other annotators";
+  var POST_MAX_ANSWERS = 500;      // the server takes at most 1000 answers per request
+  var SESSION_RE = /^[A-Za-z0-9_.@-]{1,64}$/; // what the server accepts as a session name
   var META_KEYS = { options: true, accept: true, meta: true, answer: true };
 
   var state = {
@@ -94,7 +95,9 @@
     return made;
   }
 
-  function outboxKey() { return "retrain_loop.outbox." + state.session; }
+  function outboxKey() {
+    return "retrain_loop.outbox." + String(state.project.dataset) + "." + state.session;
+  }
 
   function persistOutbox() {
     if (state.outbox.length === 0) {
@@ -111,7 +114,7 @@
       var items = JSON.parse(raw);
       if (Array.isArray(items)) {
         items.forEach(function (item) {
-          if (item && typeof item === "object") {
+          if (item && typeof item === "object" && item._task_hash !== undefined && item.answer) {
             state.outbox.push(item);
             state.seen.add(taskKey(item));
           }
@@ -122,6 +125,21 @@
     }
   }
 
+  // FastAPI sends {"detail": "text"} or, for validation errors, {"detail": [{loc, msg}, ...]}.
+  function describeDetail(detail) {
+    if (typeof detail === "string") return detail;
+    if (Array.isArray(detail)) {
+      return detail.map(function (d) {
+        if (d && typeof d === "object" && d.msg !== undefined) {
+          var loc = Array.isArray(d.loc) ? d.loc.filter(function (x) { return x !== "body"; }).join(".") : "";
+          return (loc ? loc + ": " : "") + String(d.msg);
+        }
+        return JSON.stringify(d);
+      }).join("; ");
+    }
+    return JSON.stringify(detail);
+  }
+
   async function errorText(response) {
     var text = response.status + " " + (response.statusText || "");
     try {
@@ -129,8 +147,7 @@
       if (body) {
         try {
           var parsed = JSON.parse(body);
-          var detail = parsed && parsed.detail !== undefined ? parsed.detail : parsed;
-          text += ": " + (typeof detail === "string" ? detail : JSON.stringify(detail));
+          text += ": " + describeDetail(parsed && parsed.detail !== undefined ? parsed.detail : parsed);
         } catch (e) {
           text += ": " + body.slice(0, 300);
         }
@@ -349,7 +366,7 @@
     var local = state.queue.length + (state.current ? 1 : 0);
     if (local >= state.batchSize / 2) return;
     // After an empty answer, ask again only once the screen runs dry (and then from the tick).
-    if ((state.exhausted || state.fetchFailed) && state.current) return;
+    if (state.exhausted && state.current) return;
     fetchTasks();
   }
 
@@ -464,14 +481,15 @@
       return;
     }
     if (state.outbox.length === 0) return;
-    var batch = state.outbox.slice();
+    var batch = state.outbox.slice(0, POST_MAX_ANSWERS);
+    var more = state.outbox.length > batch.length;
     var body = JSON.stringify({ session: state.session, answers: batch });
     var init = {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: body,
     };
-    if (keepalive && body.length < KEEPALIVE_MAX_BYTES) init.keepalive = true;
+    if (keepalive && new TextEncoder().encode(body).length < KEEPALIVE_MAX_BYTES) init.keepalive = true;
 
     state.posting = true;
     setPendingPosts(1);
@@ -488,6 +506,7 @@
         state.lastPostError = null;
         clearError();
       }
+      if (more) state.flushAgain = true;
     } catch (err) {
       var msg = String(err && err.message ? err.message : err);
       if (msg.indexOf("Saving answers failed") !== 0) msg = "Saving answers failed: " + msg;
@@ -629,9 +648,9 @@
         history.length ? "no guesses rated yet" : "no model rounds yet"));
       return;
     }
-    var xmin = Math.min.apply(null, pts.map(function (p) { return p.x; }));
+    var xmin = 0;
     var xmax = Math.max.apply(null, pts.map(function (p) { return p.x; }));
-    if (xmin === xmax) { xmin = Math.max(0, xmin - 1); xmax = xmax + 1; }
+    if (xmax <= xmin) xmax = xmin + 1;
     function sx(x) { return L + ((x - xmin) / (xmax - xmin)) * pw; }
     function sy(y) { return T + ph - y * ph; }
 
@@ -751,6 +770,13 @@
     el.dataset.textContent = p.dataset !== undefined ? String(p.dataset) : "";
     document.title = (p.dataset !== undefined ? String(p.dataset) + " · " : "") + "retrain-loop";
     el.modelInfo.textContent = [p.model, p.strategy].filter(Boolean).map(String).join(" · ");
+
+    if (!SESSION_RE.test(state.session)) {
+      el.loading.textContent = "Invalid session name.";
+      showError("The session name \"" + state.session + "\" is not allowed: use 1–64 letters, digits, " +
+        "'_', '.', '@' or '-' in ?session=…");
+      return;
+    }
 
     restoreOutbox();
     updateUnsaved();

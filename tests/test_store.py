@@ -1,0 +1,202 @@
+"""AnnotationStore on real SQLite files (and in memory): dedup, revisions, atomic batches, WAL."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from retrain_loop.hashing import stable_hash, task_hash
+from retrain_loop.store import AnnotationStore, StoreError, session_id
+
+LABELS = ["red", "green", "blue"]
+
+
+def record(i: int, session: str = "ds-alice", answer: str = "accept", label: str = "red",
+           ts: int = 1_700_000_000) -> dict:
+    """A Prodigy-shaped answer to "which colour?" about row ``i``."""
+    task = {"id": f"c{i:05d}", "r": i % 256, "g": 0, "b": 0}
+    input_hash = stable_hash(task)
+    return {**task, "options": [{"id": lb, "text": lb} for lb in LABELS],
+            "accept": [label] if answer == "accept" else [], "answer": answer,
+            "_input_hash": input_hash, "_task_hash": task_hash(input_hash, LABELS),
+            "_session_id": session, "_timestamp": ts}
+
+
+@pytest.fixture(params=["file", "memory"])
+def store(request, tmp_path):
+    s = AnnotationStore(tmp_path / "answers.db" if request.param == "file" else None)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "answers.db"
+
+
+def test_add_then_get_roundtrips_records(store):
+    records = [record(i) for i in range(3)]
+    assert store.add("ds", records) == 3
+    assert store.get("ds") == records
+
+
+def test_add_sets_missing_timestamp(store):
+    eg = record(0)
+    del eg["_timestamp"]
+    store.add("ds", [eg])
+    assert isinstance(store.get("ds")[0]["_timestamp"], int)
+
+
+def test_same_answer_twice_is_stored_once(store):
+    assert store.add("ds", [record(0, ts=100)]) == 1
+    assert store.add("ds", [record(0, ts=200)]) == 0
+    assert store.count("ds") == 1
+
+
+def test_revised_answer_replaces_the_old_one(store):
+    store.add("ds", [record(0, label="red")])
+    assert store.add("ds", [record(0, label="blue", ts=1_700_000_100)]) == 1
+    assert store.count("ds") == 1
+    [stored] = store.get("ds")
+    assert stored["accept"] == ["blue"]
+    assert stored["_timestamp"] == 1_700_000_100
+
+
+def test_two_sessions_answering_one_task_are_both_stored(store):
+    assert store.add("ds", [record(0, session="ds-alice"), record(0, session="ds-bob")]) == 2
+    assert {eg["_session_id"] for eg in store.get("ds")} == {"ds-alice", "ds-bob"}
+
+
+def _drop(key):
+    def edit(eg):
+        del eg[key]
+    return edit
+
+
+def _set(key, value):
+    def edit(eg):
+        eg[key] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit", [
+    _drop("_task_hash"), _drop("_input_hash"), _drop("_session_id"), _drop("answer"),
+    _set("answer", "maybe"), _set("_input_hash", "123"), _set("_task_hash", 1.5),
+    _set("_input_hash", True), _set("_session_id", ""), _set("_input_hash", 2**64),
+    _set("_timestamp", "yesterday"), _set("_timestamp", None),
+], ids=["no-task-hash", "no-input-hash", "no-session", "no-answer", "bad-answer",
+        "str-hash", "float-hash", "bool-hash", "empty-session", "huge-hash", "str-timestamp",
+        "null-timestamp"])
+def test_batch_with_one_bad_record_stores_nothing(store, edit):
+    store.add("ds", [record(0)])
+    bad = record(2)
+    edit(bad)
+    with pytest.raises(StoreError):
+        store.add("ds", [record(1), bad, record(3)])
+    assert store.count("ds") == 1
+
+
+def test_datasets_are_separate(store):
+    store.add("a", [record(0), record(1)])
+    store.add("b", [record(0)])
+    assert (store.count("a"), store.count("b")) == (2, 1)
+    assert store.datasets() == ["a", "b"]
+    assert store.get("missing") == []
+
+
+def test_answered_input_hashes(store):
+    records = [record(0), record(0, session="ds-bob"), record(1, answer="reject")]
+    store.add("ds", records)
+    assert store.answered_input_hashes("ds") == {records[0]["_input_hash"],
+                                                 records[2]["_input_hash"]}
+    assert store.answered_input_hashes("other") == set()
+
+
+def test_labelled_holds_only_accepted_single_labels(store):
+    store.add("ds", [record(0, label="green"), record(1, answer="reject"),
+                     record(2, answer="ignore")])
+    assert store.labelled("ds") == [(record(0)["_input_hash"], "green")]
+
+
+def test_session_id_is_dataset_dash_session():
+    assert session_id("ds", "alice") == "ds-alice"
+
+
+def test_file_is_in_wal_mode(db_path):
+    AnnotationStore(db_path).close()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_data_survives_reopening(db_path):
+    s = AnnotationStore(db_path)
+    s.add("ds", [record(0), record(1)])
+    s.close()
+    reopened = AnnotationStore(db_path)
+    try:
+        assert reopened.get("ds") == [record(0), record(1)]
+    finally:
+        reopened.close()
+
+
+def test_committed_write_is_visible_to_another_connection(db_path):
+    s = AnnotationStore(db_path)
+    try:
+        s.add("ds", [record(0)])
+        reader = sqlite3.connect(db_path)
+        try:
+            (content,) = reader.execute("SELECT content FROM examples WHERE dataset='ds'").fetchone()
+        finally:
+            reader.close()
+        assert json.loads(content) == record(0)
+    finally:
+        s.close()
+
+
+def test_concurrent_adds_lose_nothing(store):
+    barrier = threading.Barrier(4)
+
+    def work(t: int) -> int:
+        barrier.wait()
+        return sum(store.add("ds", [record(i, session=f"ds-s{t}")]) for i in range(50))
+
+    with ThreadPoolExecutor(4) as pool:
+        added = [f.result() for f in [pool.submit(work, t) for t in range(4)]]
+    assert added == [50] * 4
+    assert store.count("ds") == 200
+
+
+def test_export_then_import_roundtrips(store, tmp_path):
+    records = [record(0), record(1, answer="reject"), record(1, session="ds-bob", label="blue")]
+    store.add("src", records)
+    out = io.StringIO()
+    assert store.export_jsonl("src", out) == 3
+    path = tmp_path / "export.jsonl"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    assert store.import_jsonl("dst", path) == 3
+    assert store.get("dst") == store.get("src")
+
+
+def test_import_fills_missing_session(store, tmp_path):
+    eg = record(0)
+    del eg["_session_id"]
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(eg) + "\n\n", encoding="utf-8")
+    store.import_jsonl("ds", path)
+    assert store.get("ds")[0]["_session_id"] == "ds-import"
+
+
+@pytest.mark.parametrize("line3", ['{"broken": ', "[1, 2]", '{"answer": "accept"}'],
+                         ids=["bad-json", "not-object", "bad-record"])
+def test_import_bad_line_names_it_and_stores_nothing(store, tmp_path, line3):
+    lines = [json.dumps(record(0)), json.dumps(record(1)), line3, json.dumps(record(3))]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(StoreError, match=r"in\.jsonl:3:"):
+        store.import_jsonl("ds", path)
+    assert store.count("ds") == 0
