@@ -126,6 +126,9 @@ class Engine:
         self._cursor = 0
         self._ranking = Ranking(np.empty(0, dtype=np.int64), None, None, 0)
         self._guess_log: list[bool] = []
+        # Each row's label under the latest model that scored it (-1: never scored), to tell how
+        # much a refit changed the model's mind; near-total agreement is a sign to stop.
+        self._predicted = np.full(len(pool), -1, dtype=np.int16)
         self._guess_mark = 0
 
         self.model_: Any = None
@@ -379,6 +382,11 @@ class Engine:
         utility = self._scorer(proba, self._rng)
         if self.prefer is not None:
             utility = prefer_label(utility, proba, self._label_index[self.prefer])
+        predicted = proba.argmax(axis=1).astype(np.int16)
+        before = self._predicted[candidates]
+        seen = before >= 0
+        agreement = float((before[seen] == predicted[seen]).mean()) if seen.any() else None
+        self._predicted[candidates] = predicted
         order = rank(utility, self._rng)
         order = mix_random(order, self.explore, self.batch_size, self._rng)
         ranking = Ranking(candidates[order], utility[order], proba[order], self.round + 1)
@@ -404,6 +412,7 @@ class Engine:
             "n_annotations": n_answers,
             "n_train": len(y_train),
             "guess_accuracy": round(sum(guesses) / len(guesses), 4) if guesses else None,
+            "agreement": round(agreement, 4) if agreement is not None else None,
             "refit_ms": round(self.last_refit_ms, 2),
         })
         return ranking

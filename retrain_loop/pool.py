@@ -30,6 +30,7 @@ _RESERVED = frozenset({"_input_hash", "_task_hash"})
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 # Finite in float64 but inf once squeezed into X, which would poison every model downstream.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_JSON_NUMBER_TYPES = {int, float}  # exact types: bool is an int subclass but not a JSON number
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
 Row = tuple[int, dict[str, Any]]
@@ -88,10 +89,9 @@ def load_pool(
     try:
         # utf-8-sig because spreadsheet exports often start with a BOM that would rename column 1
         with path.open(encoding="utf-8-sig", newline="" if is_csv else None) as f:
-            header, header_line, rows = (
-                _csv_rows(path, f) if is_csv else (None, 0, _jsonl_rows(path, f))
-            )
-            return _build(path, header, header_line, rows, features, id_column, is_csv)
+            if is_csv:
+                return _build(path, *_csv_rows(path, f), features, id_column, is_csv)
+            return _build(path, None, 0, _jsonl_rows(path, f), features, id_column, is_csv)
     except UnicodeDecodeError:
         raise PoolError(path, None, "file is not UTF-8 text") from None
     except OSError as e:
@@ -132,10 +132,9 @@ def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
 
     it = records()
     header_line, header = next(it, (0, None))
-    if header is not None:
-        twice = [name for i, name in enumerate(header) if name in header[:i]]
-        if twice:
-            raise PoolError(path, header_line, f"column {twice[0]!r} appears twice in the header")
+    if header is not None and len(set(header)) != len(header):  # dict(zip()) would drop one
+        twice = next(name for i, name in enumerate(header) if name in header[:i])
+        raise PoolError(path, header_line, f"column {twice!r} appears twice in the header")
 
     def rows() -> Iterator[Row]:
         for line, record in it:
@@ -159,8 +158,19 @@ def _build(path, header, header_line, rows, features, id_column, is_csv) -> Pool
     values: list[list[float]] = []
     id_lines: dict[str, int] = {}
     repeats: dict[int, int] = {}
+    lines: list[int] = []
     for line, cells in chain([first], rows):
-        values.append([_feature(path, line, name, cells, is_csv) for name in feats])
+        try:  # fast path for clean rows; _feature is only there to say exactly what is wrong
+            raw = [cells[name] for name in feats]
+            if not is_csv and not set(map(type, raw)) <= _JSON_NUMBER_TYPES:
+                raise TypeError
+            row = list(map(float, raw))
+            total = sum(row)
+            clean = total - total == 0.0  # False once any value is NaN or infinite
+        except (KeyError, TypeError, ValueError, OverflowError):
+            clean = False
+        values.append(row if clean else [_feature(path, line, n, cells, is_csv) for n in feats])
+        lines.append(line)
         show = {k: _csv_cell(v) if is_csv else v for k, v in cells.items() if k not in _RESERVED}
         if id_col is not None:
             row_id = _id_string(path, line, id_col, cells)
@@ -178,7 +188,13 @@ def _build(path, header, header_line, rows, features, id_column, is_csv) -> Pool
         show["_input_hash"] = h
         tasks.append(show)
 
-    X = np.array(values, dtype=np.float32).reshape(len(values), len(feats))
+    X64 = np.array(values, dtype=np.float64).reshape(len(values), len(feats))
+    too_big = np.abs(X64) > _FLOAT32_MAX
+    if too_big.any():
+        i, j = np.argwhere(too_big)[0]
+        msg = f"feature {feats[j]!r} is too large for float32: {values[i][j]!r}"
+        raise PoolError(path, lines[i], msg)
+    X = X64.astype(np.float32)
     hashes = np.array([t["_input_hash"] for t in tasks], dtype=np.int64)
     return Pool(path, tasks, X, feats, id_col, hashes)
 
@@ -211,17 +227,12 @@ def _resolve_columns(path, where, columns, first_row, features, id_column, is_cs
 
 def _number(value: Any, is_csv: bool) -> float | None:
     """The value as a float (maybe NaN or inf), or None when it is not a number at all."""
-    if is_csv:
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:  # JSON ints have no size limit
-            return math.inf
-    return None
+    try:
+        return float(value) if is_csv or type(value) in _JSON_NUMBER_TYPES else None
+    except ValueError:
+        return None
+    except OverflowError:  # JSON ints have no size limit
+        return math.inf
 
 
 def _feature(path: Path, line: int, name: str, cells: dict, is_csv: bool) -> float:
@@ -233,8 +244,6 @@ def _feature(path: Path, line: int, name: str, cells: dict, is_csv: bool) -> flo
         raise PoolError(path, line, f"feature {name!r} is not a number: {value!r}")
     if not math.isfinite(x):
         raise PoolError(path, line, f"feature {name!r} is NaN or infinite")
-    if abs(x) > _FLOAT32_MAX:
-        raise PoolError(path, line, f"feature {name!r} is too large for float32: {value!r}")
     return x
 
 
@@ -245,8 +254,7 @@ def _id_string(path: Path, line: int, id_col: str, cells: dict) -> str:
         raise PoolError(path, line, f"{what} id in column {id_col!r}")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         # str(1.0) and a CSV's "1" would hash apart, so only spellings that agree are allowed.
-        kind = _JSON_TYPES.get(type(value), "number")
-        raise PoolError(path, line, f"id must be a string or an integer, got a JSON {kind}")
+        raise PoolError(path, line, f"id must be a string or an integer, not {value!r}")
     return str(value)
 
 
@@ -255,9 +263,7 @@ def _csv_cell(text: str) -> Any:
     if match is None:
         return text
     try:
-        if match.group(1) is None and match.group(2) is None:
-            return int(text)
-        x = float(text)
+        x = float(text) if match.lastindex else int(text)  # a fraction or exponent group matched
     except ValueError:  # digit strings beyond Python's int-conversion limit stay text
         return text
-    return x if math.isfinite(x) else text
+    return x if x - x == 0 else text  # "1e999" is inf; x - x also copes with ints too big for float

@@ -13,10 +13,20 @@ import time
 
 import pytest
 
+# CI installs Chromium and sets this, so there a missing browser fails instead of skipping.
+REQUIRED = os.environ.get("RETRAIN_LOOP_REQUIRE_BROWSER") == "1"
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRED:
+        raise RuntimeError(f"browser test required but {reason}")
+    pytest.skip(reason, allow_module_level=True)
+
+
 try:
     from playwright.sync_api import expect, sync_playwright
 except ImportError:  # pragma: no cover - depends on the machine
-    pytest.skip("playwright (python package) is not installed", allow_module_level=True)
+    _unavailable("playwright (python package) is not installed")
 
 httpx = pytest.importorskip("httpx", reason="httpx is needed to query the API")
 np = pytest.importorskip("numpy")
@@ -31,9 +41,9 @@ def _find_chromium() -> str | None:
 
 CHROMIUM = _find_chromium()
 if CHROMIUM is None:
-    pytest.skip(
-        "no Chromium executable (looked for /usr/bin/chromium, /usr/bin/chromium-browser, chromium on PATH)",
-        allow_module_level=True,
+    _unavailable(
+        "no Chromium executable (looked for /usr/bin/chromium, /usr/bin/chromium-browser, "
+        "chromium on PATH)"
     )
 
 pytestmark = pytest.mark.browser

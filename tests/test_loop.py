@@ -227,3 +227,16 @@ def test_prefer_serves_the_preferred_label_more_often(make_engine, tmp_path):
 
     # Rows the model thinks are blue; the rule's truth differs on exactly the uncertain ones.
     assert blue_share("blue") > blue_share(None) + 0.3
+
+
+def test_history_reports_how_much_each_refit_changed_the_models_mind(make_engine):
+    engine = make_engine(rgb_rows(400), features=["r", "g", "b"], background=False)
+    for _ in range(8):
+        engine.update(answer_all(engine.get_questions("alice")), "alice")
+    agreement = [h["agreement"] for h in engine.history]
+    assert agreement[0] is None
+    assert all(0.0 <= a <= 1.0 for a in agreement[1:])
+    # A consistent annotator on a simple rule: the last refits barely move the predictions.
+    assert agreement[-1] > 0.9
+    kept = [h["guess_accuracy"] for h in engine.history[1:]]
+    assert all(k is None or 0.0 <= k <= 1.0 for k in kept)

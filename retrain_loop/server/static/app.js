@@ -615,18 +615,30 @@
     return node;
   }
 
-  function renderCurve(history) {
-    var W = 300, H = 180, L = 46, R = 12, T = 10, B = 34;
-    var pw = W - L - R, ph = H - T - B;
-    var pts = history.filter(function (h) {
-      return h && h.guess_accuracy !== null && h.guess_accuracy !== undefined &&
-        isFinite(Number(h.guess_accuracy)) && isFinite(Number(h.n_annotations));
+  // Two honest signals, both free to compute: how often the annotator kept the model's guess on
+  // the rows it was least sure of, and how many open rows kept their predicted label across the
+  // last refit (near 100% means more labels are changing little).
+  var SERIES = [
+    { key: "guess_accuracy", cls: "line", dot: "dot", name: "guess kept" },
+    { key: "agreement", cls: "line2", dot: "dot2", name: "predictions unchanged" },
+  ];
+
+  function seriesPoints(history, key) {
+    return history.filter(function (h) {
+      return h && h[key] !== null && h[key] !== undefined &&
+        isFinite(Number(h[key])) && isFinite(Number(h.n_annotations));
     }).map(function (h) {
-      return { x: Number(h.n_annotations), y: Math.max(0, Math.min(1, Number(h.guess_accuracy))), h: h };
+      return { x: Number(h.n_annotations), y: Math.max(0, Math.min(1, Number(h[key]))), h: h };
     });
+  }
+
+  function renderCurve(history) {
+    var W = 300, H = 180, L = 46, R = 12, T = 22, B = 34;
+    var pw = W - L - R, ph = H - T - B;
+    var series = SERIES.map(function (s) { return { s: s, pts: seriesPoints(history, s.key) }; });
+    var all = series[0].pts.concat(series[1].pts);
     clearChildren(el.curve);
 
-    // y grid and labels: 0, 0.5, 1
     [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
       var y = T + ph - v * ph;
       el.curve.appendChild(svg("line", { x1: L, x2: L + pw, y1: y, y2: y, class: v === 0 ? "axis" : "grid" }));
@@ -638,18 +650,19 @@
     el.curve.appendChild(svg("line", { x1: L, x2: L, y1: T, y2: T + ph, class: "axis" }));
     el.curve.appendChild(svg("text", { x: L + pw / 2, y: H - 4, "text-anchor": "middle", class: "axis-title" },
       "answers"));
-    el.curve.appendChild(svg("text", {
-      x: 11, y: T + ph / 2, "text-anchor": "middle", class: "axis-title",
-      transform: "rotate(-90 11 " + (T + ph / 2) + ")",
-    }, "guess kept"));
+    series.forEach(function (entry, i) {
+      var x = L + i * 110;
+      el.curve.appendChild(svg("line", { x1: x, x2: x + 14, y1: 8, y2: 8, class: entry.s.cls }));
+      el.curve.appendChild(svg("text", { x: x + 18, y: 11, class: "legend" }, entry.s.name));
+    });
 
-    if (pts.length === 0) {
+    if (all.length === 0) {
       el.curve.appendChild(svg("text", { x: L + pw / 2, y: T + ph / 2, "text-anchor": "middle", class: "empty" },
         history.length ? "no guesses rated yet" : "no model rounds yet"));
       return;
     }
     var xmin = 0;
-    var xmax = Math.max.apply(null, pts.map(function (p) { return p.x; }));
+    var xmax = Math.max.apply(null, all.map(function (p) { return p.x; }));
     if (xmax <= xmin) xmax = xmin + 1;
     function sx(x) { return L + ((x - xmin) / (xmax - xmin)) * pw; }
     function sy(y) { return T + ph - y * ph; }
@@ -660,15 +673,18 @@
       }, String(Math.round(x))));
     });
 
-    el.curve.appendChild(svg("polyline", {
-      class: "line",
-      points: pts.map(function (p) { return sx(p.x).toFixed(1) + "," + sy(p.y).toFixed(1); }).join(" "),
-    }));
-    pts.forEach(function (p) {
-      var dot = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 3, class: "dot" });
-      dot.appendChild(svg("title", {}, "round " + String(p.h.round) + ": " + Math.round(p.y * 100) +
-        "% of " + "guesses kept at " + p.x + " answers"));
-      el.curve.appendChild(dot);
+    series.forEach(function (entry) {
+      if (!entry.pts.length) return;
+      el.curve.appendChild(svg("polyline", {
+        class: entry.s.cls,
+        points: entry.pts.map(function (p) { return sx(p.x).toFixed(1) + "," + sy(p.y).toFixed(1); }).join(" "),
+      }));
+      entry.pts.forEach(function (p) {
+        var dot = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 3, class: entry.s.dot });
+        dot.appendChild(svg("title", {}, "round " + String(p.h.round) + ", " + p.x + " answers: " +
+          entry.s.name + " " + Math.round(p.y * 100) + "%"));
+        el.curve.appendChild(dot);
+      });
     });
   }
 
