@@ -118,14 +118,14 @@ def main() -> int:
                       f"ratio {r['ratio']:.2f}", file=sys.stderr)
     lines = [
         SECTION, "",
-        "One refit round on the colour demo (2,000 rows, 3 features, 12 labels): read every "
+        ("One refit round on the colour demo (2,000 rows, 3 features, 12 labels): read every "
         "answer from SQLite, fit a fresh clone, rescore the open rows, rank, swap. The floor is "
         "`clone(model).fit` + `predict_proba` on the same arrays in the same process, "
-        f"alternating with the round. Median of {args.repeats}; `python scripts/bench_refit.py`.",
+        f"alternating with the round. Median of {args.repeats}; `python scripts/bench_refit.py`."),
         "",
-        f"Machine: {platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
+        (f"Machine: {platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
         f"scikit-learn {sklearn.__version__}, LightGBM {_lgbm_version()}. Shared and noisy: read "
-        "the ratio, not the milliseconds.",
+        "the ratio, not the milliseconds."),
         "",
         "| model | labels | open rows | round (ms) | floor (ms) | round / floor |",
         "|---|---:|---:|---:|---:|---:|",
