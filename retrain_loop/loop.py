@@ -8,6 +8,7 @@ current, so it never waits for a fit. Refits coalesce: at most one runs and one 
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -21,7 +22,7 @@ from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
 from .hashing import task_hash
-from .models import make_model
+from .models import ModelError, make_model
 from .pool import Pool
 from .store import ANSWERS, AnnotationStore, session_id
 from .strategies import coverage_order, get_strategy, mix_random, prefer_label, rank
@@ -29,6 +30,7 @@ from .strategies import coverage_order, get_strategy, mix_random, prefer_label, 
 log = logging.getLogger(__name__)
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+UPDATE_MODES = ("refit", "incremental")
 _THREADS = ThreadpoolController()
 
 
@@ -82,6 +84,7 @@ class Engine:
         lease_seconds: float = 600.0,
         seed: int = 0,
         background: bool = True,
+        update: str = "refit",
         cold_start_size: int | None = None,
         threads: int = 1,
     ):
@@ -111,6 +114,15 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.seed = seed
         self.background = background
+        if update not in UPDATE_MODES:
+            raise EngineError(f"unknown update mode {update!r}: use one of {', '.join(UPDATE_MODES)}")
+        if update == "incremental" and not callable(getattr(self.prototype, "partial_fit", None)):
+            raise ModelError(
+                f"{self.model_spec} ({type(self.prototype).__name__}) has no partial_fit(), so it "
+                "cannot learn incrementally; use --update refit, or a model such as nb or sgd"
+            )
+        self.update_mode = update
+        self._fed: set[tuple[int, str]] = set()  # (input_hash, label) pairs given to partial_fit
         self.threads = threads
         self.cold_start_size = cold_start_size or max(5 * batch_size, 50)
         self._label_index = {label: i for i, label in enumerate(labels)}
@@ -209,6 +221,32 @@ class Engine:
     def _expire(self, now: float) -> None:
         for index in [i for i, lease in self._leases.items() if lease.expires <= now]:
             self._returned.append((index, self._leases.pop(index)))
+
+    def ranked(self, top: int | None = None) -> list[dict[str, Any]]:
+        """The open rows in the current model's order, without leasing them (offline scoring).
+
+        Each row carries ``score`` (the strategy's utility), ``label`` (the model's guess) and
+        ``probs`` (every label's probability).
+        """
+        ranking = self._ranking
+        if ranking.proba is None or ranking.utility is None:
+            raise EngineError(
+                "no model yet: scoring needs accepted answers for at least two labels"
+                + (f" (last error: {self.last_error})" if self.last_error else "")
+            )
+        out = []
+        for j, index in enumerate(ranking.rows.tolist()):
+            if self._answered[index]:
+                continue
+            p = ranking.proba[j]
+            row = dict(self.pool.tasks[index])
+            row["score"] = float(ranking.utility[j])
+            row["label"] = self.labels[int(p.argmax())]
+            row["probs"] = {label: float(v) for label, v in zip(self.labels, p)}
+            out.append(row)
+            if top is not None and len(out) >= top:
+                break
+        return out
 
     def release_session(self, session: str) -> int:
         """Put a session's outstanding rows back at the head of the queue (a page reload)."""
@@ -358,14 +396,18 @@ class Engine:
 
     def _refit(self) -> Ranking:
         started = time.perf_counter()
-        X_train, y_train = self.training_data(self.store.labelled(self.dataset))
+        labelled = self.store.labelled(self.dataset)
+        X_train, y_train = self.training_data(labelled)
         read_done = time.perf_counter()
         if len(np.unique(y_train)) < 2:
             # No model until two classes have labels: keep serving rows that cover the space.
             return self._ranking
         try:
             with _THREADS.limit(limits=self.threads):
-                estimator = clone(self.prototype).fit(X_train, y_train)
+                if self.update_mode == "incremental":
+                    estimator, fed = self._partial_fit(labelled, X_train, y_train)
+                else:
+                    estimator, fed = clone(self.prototype).fit(X_train, y_train), set()
                 fit_done = time.perf_counter()
                 with self._lock:
                     open_rows = ~self._answered
@@ -397,6 +439,7 @@ class Engine:
             self._guess_mark = len(self._guess_log)
             n_answers = len(self._latest)
         self.model_ = estimator
+        self._fed |= fed
         self.round = ranking.round
         self.last_error = None
         done = time.perf_counter()
@@ -416,6 +459,24 @@ class Engine:
             "refit_ms": round(self.last_refit_ms, 2),
         })
         return ranking
+
+    def _partial_fit(self, labelled, X_train, y_train) -> tuple[Any, set[tuple[int, str]]]:
+        """Update a copy of the current model on the answers it has not seen.
+
+        The copy keeps the last good model serving if ``partial_fit`` fails. Classes are declared
+        up front, so a batch without some label still yields probabilities for every label.
+        """
+        classes = np.arange(len(self.labels))
+        if self.model_ is None:
+            estimator = clone(self.prototype)
+            estimator.partial_fit(X_train, y_train, classes=classes)
+            return estimator, set(labelled)
+        new = [pair for pair in labelled if pair not in self._fed]
+        estimator = copy.deepcopy(self.model_)
+        X_new, y_new = self.training_data(new)
+        if len(y_new):
+            estimator.partial_fit(X_new, y_new, classes=classes)
+        return estimator, set(new)
 
     def _predict(self, estimator: Any, candidates: np.ndarray) -> np.ndarray:
         """Probabilities over all labels, including labels the fit has not seen yet."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 
 class ModelError(ValueError):
@@ -57,10 +57,66 @@ def forest_model(seed: int = 0) -> BaseEstimator:
     return RandomForestClassifier(n_estimators=200, min_samples_leaf=1, n_jobs=1, random_state=seed)
 
 
+def nb_model(seed: int = 0) -> BaseEstimator:
+    from sklearn.naive_bayes import GaussianNB
+
+    return GaussianNB()
+
+
+class StandardisedSGD(ClassifierMixin, BaseEstimator):
+    """Logistic regression trained by SGD on standardised features, with ``partial_fit``.
+
+    A scikit-learn Pipeline has no ``partial_fit``, so the scaler lives inside. It keeps running
+    means and variances, so each batch is scaled with everything seen so far.
+    """
+
+    def __init__(self, alpha: float = 1e-3, passes: int = 5, random_state: int = 0):
+        self.alpha = alpha
+        self.passes = passes
+        self.random_state = random_state
+
+    def _start(self) -> None:
+        from sklearn.linear_model import SGDClassifier
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler_ = StandardScaler()
+        self.sgd_ = SGDClassifier(loss="log_loss", alpha=self.alpha, random_state=self.random_state)
+
+    def fit(self, X, y):
+        self._start()
+        self.scaler_.fit(X)
+        self.sgd_.set_params(max_iter=1000, tol=1e-4)
+        self.sgd_.fit(self.scaler_.transform(X), y)
+        self.classes_ = self.sgd_.classes_
+        return self
+
+    def partial_fit(self, X, y, classes=None):
+        if not hasattr(self, "sgd_"):
+            self._start()
+        self.scaler_.partial_fit(X)
+        Z = self.scaler_.transform(X)
+        for _ in range(self.passes):
+            self.sgd_.partial_fit(Z, y, classes=classes)
+        self.classes_ = self.sgd_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.sgd_.predict_proba(self.scaler_.transform(X))
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def sgd_model(seed: int = 0) -> BaseEstimator:
+    return StandardisedSGD(random_state=seed)
+
+
 MODELS: dict[str, Callable[..., BaseEstimator]] = {
     "lightgbm": lightgbm_model,
     "logreg": logreg_model,
     "forest": forest_model,
+    "nb": nb_model,  # learns incrementally too
+    "sgd": sgd_model,  # learns incrementally too
 }
 
 
