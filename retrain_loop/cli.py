@@ -7,20 +7,25 @@ code 2. Nothing here knows how a refit or a ranking works.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .loop import AnswerError, Engine, EngineError
+from .loop import UPDATE_MODES, AnswerError, Engine, EngineError
 from .models import MODELS, ModelError
+from .offline import OfflineError
+from .persist import ModelFileError
 from .pool import PoolError, load_pool
 from .store import AnnotationStore, StoreError
 from .strategies import STRATEGIES, StrategyError
 
 DEFAULT_DB = "retrain_loop.db"
-_USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError)
+_USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
+                OfflineError, ModelFileError)
+# Below this many rows a file is written before a progress bar would have drawn itself.
+_PROGRESS_ROWS = 20_000
 
 
 class CliError(click.ClickException):
@@ -83,8 +88,11 @@ def main() -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--lease-seconds", default=600.0, show_default=True, type=float,
               help="How long a served row stays reserved for its annotator.")
+@click.option("--update", "update_mode", type=click.Choice(UPDATE_MODES), default="refit",
+              show_default=True,
+              help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
 def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_path, host, port,
-          view, batch_size, explore, prefer, seed, lease_seconds):
+          view, batch_size, explore, prefer, seed, lease_seconds, update_mode):
     """Serve the annotation page and API for DATASET over the rows in POOL.
 
     Example: retrain-loop serve colours colours.jsonl --label red,green,blue --features r,g,b --view colour
@@ -100,7 +108,8 @@ def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_p
             try:
                 engine = Engine(pool, store, dataset, _split(labels) or [], model=model,
                                 strategy=strategy, batch_size=batch_size, explore=explore,
-                                prefer=prefer, seed=seed, lease_seconds=lease_seconds)
+                                prefer=prefer, seed=seed, lease_seconds=lease_seconds,
+                                update=update_mode)
             except BaseException:
                 store.close()
                 raise
@@ -140,6 +149,140 @@ def export(dataset, db_path, out_path):
             click.echo(f"Wrote {n} answers to {out_path}", err=True)
         else:
             store.export_jsonl(dataset, sys.stdout)
+
+
+# -- offline: score, train, predict, db-in -----------------------------------------------------
+
+
+def _offline_options(command):
+    """The options score and train share: where the answers are and how to fit on them."""
+    options = [
+        click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False)),
+        click.option("--annotations", "annotations", required=True,
+                     type=click.Path(dir_okay=False),
+                     help="A retrain-loop .db, or a .jsonl in Prodigy's db-out format."),
+        click.option("--dataset", required=True, help="Dataset whose answers to use."),
+        click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+                     help="File to write."),
+        click.option("--label", "labels",
+                     help="Comma-separated labels (default: the labels the answers were asked with)."),
+        click.option("--features",
+                     help="Comma-separated feature columns (default: all numeric columns)."),
+        click.option("--id-column", default="id", show_default=True,
+                     help="Column holding each row's id."),
+        click.option("--model", default="lightgbm", show_default=True,
+                     help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable."),
+        click.option("--seed", default=0, show_default=True, type=int),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _write_rows(out_path: str, rows: list[dict]) -> int:
+    from .offline import write_jsonl
+
+    if len(rows) < _PROGRESS_ROWS:
+        return write_jsonl(out_path, rows)
+    with click.progressbar(rows, label=f"Writing {out_path}", file=sys.stderr) as bar:
+        return write_jsonl(out_path, bar)
+
+
+@main.command()
+@_offline_options
+@click.option("--top", type=click.IntRange(min=1), help="Write only the N most useful rows.")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="margin", show_default=True)
+@click.option("--prefer", help="Favour rows likely to be this label but still uncertain.")
+def score(pool_path, annotations, dataset, out_path, labels, features, id_column, model, seed, top,
+          strategy, prefer):
+    """Fit on the answers so far and write POOL's unanswered rows, most useful first.
+
+    Example: retrain-loop score colours.jsonl --annotations colours.db --dataset colours --out next.jsonl --top 100
+    """
+    from . import offline
+
+    with user_errors():
+        pool = load_pool(pool_path, features=_split(features), id_column=id_column)
+        with closing(offline.open_annotations(annotations, dataset)) as store:
+            label_list = offline.labels_from(store, dataset, _split(labels))
+            rows = offline.score(pool, store, dataset, label_list, top=top, model=model,
+                                 strategy=strategy, prefer=prefer, seed=seed)
+            n_answers = store.count(dataset)
+        n = _write_rows(out_path, rows)
+    click.echo(f"Wrote {n} rows to {out_path}, ranked by {strategy} with {model} on {n_answers} "
+               f"answers (labels: {', '.join(label_list)})", err=True)
+
+
+@main.command()
+@_offline_options
+def train(pool_path, annotations, dataset, out_path, labels, features, id_column, model, seed):
+    """Fit a model on every answer and save it with its metadata and an accuracy estimate.
+
+    Example: retrain-loop train colours.jsonl --annotations colours.db --dataset colours --out colours.skops
+    """
+    from . import offline
+
+    with user_errors():
+        pool = load_pool(pool_path, features=_split(features), id_column=id_column)
+        with closing(offline.open_annotations(annotations, dataset)) as store:
+            label_list = offline.labels_from(store, dataset, _split(labels))
+            meta = offline.train(pool, store, dataset, label_list, out_path, model=model,
+                                 seed=seed)
+    accuracy = meta["cv_accuracy"]
+    click.echo(f"Saved {meta['model']} model to {out_path}: {meta['n_annotations']} answers, "
+               f"labels {', '.join(meta['labels'])}, features {', '.join(meta['features'])}")
+    if accuracy is None:
+        click.echo("Cross-validated accuracy: not estimated (it needs at least two answers for "
+                   "each of two labels, and every fold to fit)")
+    else:
+        # Active learning asked about the hardest rows, so this understates accuracy on the rest.
+        click.echo(f"Cross-validated accuracy: {accuracy:.3f} ({meta['cv_folds']}-fold, on the "
+                   "answered rows, which were picked for being hard)")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="File to write.")
+@click.option("--features", help="Comma-separated feature columns (default: the model's).")
+@click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
+@click.option("--trust", is_flag=True,
+              help="Load types off the allowlist, which can run code: only for files you made.")
+def predict(model_path, pool_path, out_path, features, id_column, trust):
+    """Label every row of POOL with a saved model, with each label's probability.
+
+    Example: retrain-loop predict colours.skops colours.jsonl --out predictions.jsonl
+    """
+    from . import offline
+    from .persist import load_model, version_differences
+
+    with user_errors():
+        saved = load_model(model_path, trusted=trust)
+        for difference in version_differences(saved):
+            click.echo(f"Warning: {difference}; predictions may differ", err=True)
+        pool = offline.pool_for_model(saved, pool_path, _split(features), id_column)
+        rows = offline.predict(saved, pool)
+        n = _write_rows(out_path, rows)
+    click.echo(f"Wrote {n} predictions to {out_path} (labels: {', '.join(saved.labels)})", err=True)
+
+
+@main.command("db-in")
+@click.argument("dataset")
+@click.argument("in_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
+def db_in(dataset, in_path, db_path):
+    """Import answers in Prodigy's db-out JSONL format into DATASET.
+
+    Example: retrain-loop db-in colours colours-answers.jsonl --db colours.db
+    """
+    from .offline import import_answers
+
+    with (user_errors(), _new_file_removed_on_error(db_path),
+          closing(AnnotationStore(db_path)) as store):
+        new = import_answers(store, dataset, in_path)
+        total = store.count(dataset)
+    click.echo(f"Imported {new} new answers into {dataset} in {db_path} ({total} in total)")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
 from .hashing import task_hash
-from .models import ModelError, make_model
+from .models import ModelError, label_probabilities, make_model
 from .pool import Pool
 from .store import ANSWERS, AnnotationStore, session_id
 from .strategies import coverage_order, get_strategy, mix_random, prefer_label, rank
@@ -479,19 +479,7 @@ class Engine:
         return estimator, set(new)
 
     def _predict(self, estimator: Any, candidates: np.ndarray) -> np.ndarray:
-        """Probabilities over all labels, including labels the fit has not seen yet."""
-        proba = np.zeros((len(candidates), len(self.labels)), dtype=np.float64)
-        if len(candidates) == 0:
-            return proba
-        raw = np.asarray(estimator.predict_proba(self.pool.X[candidates]), dtype=np.float64)
-        classes = np.asarray(estimator.classes_, dtype=np.int64)
-        if raw.shape != (len(candidates), len(classes)):
-            raise ValueError(f"predict_proba returned shape {raw.shape}, expected "
-                             f"({len(candidates)}, {len(classes)})")
-        if not np.isfinite(raw).all():
-            raise ValueError("predict_proba returned NaN or infinite values")
-        proba[:, classes] = raw
-        return proba
+        return label_probabilities(estimator, self.pool.X[candidates], len(self.labels))
 
     def _cold_start_ranking(self) -> Ranking:
         open_rows = np.flatnonzero(~self._answered)

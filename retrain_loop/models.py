@@ -6,6 +6,7 @@ from one round into the next.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 
@@ -130,7 +132,7 @@ def make_model(spec: str = "lightgbm", seed: int = 0) -> BaseEstimator:
     if spec in MODELS:
         estimator = MODELS[spec](seed=seed)
     elif ":" in spec:
-        estimator = _call_factory(_resolve(spec), spec, seed)
+        estimator = _call_factory(resolve(spec), spec, seed)
     else:
         raise ModelError(
             f"unknown model {spec!r}: use one of {', '.join(MODELS)}, "
@@ -138,6 +140,30 @@ def make_model(spec: str = "lightgbm", seed: int = 0) -> BaseEstimator:
         )
     check_estimator(estimator, spec)
     return estimator
+
+
+def label_probabilities(estimator: Any, X: np.ndarray, n_labels: int) -> np.ndarray:
+    """``predict_proba`` spread over every label: ``classes_`` are indices into the labels.
+
+    A fit on answers that lack some label has no column for it; that label gets probability 0.
+    Raises ValueError for output that cannot be trusted (wrong shape, NaN, infinity).
+    """
+    classes = np.asarray(estimator.classes_)
+    if classes.ndim != 1 or not np.issubdtype(classes.dtype, np.integer) or (
+            len(classes) and (classes.min() < 0 or classes.max() >= n_labels)):
+        raise ValueError(f"the model's classes {classes.tolist()} are not indices of its "
+                         f"{n_labels} labels")
+    proba = np.zeros((len(X), n_labels), dtype=np.float64)
+    if len(X) == 0:
+        return proba
+    raw = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    if raw.shape != (len(X), len(classes)):
+        raise ValueError(f"predict_proba returned shape {raw.shape}, expected "
+                         f"({len(X)}, {len(classes)})")
+    if not np.isfinite(raw).all():
+        raise ValueError("predict_proba returned NaN or infinite values")
+    proba[:, classes] = raw
+    return proba
 
 
 def check_estimator(estimator: Any, spec: str = "model") -> None:
@@ -153,7 +179,8 @@ def check_estimator(estimator: Any, spec: str = "model") -> None:
         raise ModelError(f"{spec} cannot be cloned for a refit: {e}") from e
 
 
-def _resolve(spec: str) -> Any:
+def resolve(spec: str) -> Any:
+    """The object a ``module:attr`` or ``path/to/file.py:attr`` spec names."""
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
         raise ModelError(f"model spec {spec!r} should look like module:callable")
@@ -161,7 +188,9 @@ def _resolve(spec: str) -> Any:
         path = Path(target)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
-        name = f"retrain_loop_user_model_{abs(hash(str(path.resolve())))}"
+        # A name that is the same in every process, so a saved model's class can be found again.
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        name = f"retrain_loop_user_model_{digest}"
         module_spec = importlib.util.spec_from_file_location(name, path)
         if module_spec is None or module_spec.loader is None:
             raise ModelError(f"cannot load model file {path}")

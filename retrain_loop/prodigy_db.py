@@ -22,7 +22,7 @@ class ProdigyStore:
         self._lock = threading.Lock()
 
     def _read(self, dataset: str) -> list[dict[str, Any]]:
-        reader = getattr(self.db, "get_dataset_examples", None) or getattr(self.db, "get_dataset")
+        reader = getattr(self.db, "get_dataset_examples", None) or self.db.get_dataset
         try:
             return list(reader(dataset) or [])
         except (KeyError, ValueError):  # some versions raise for a dataset that does not exist yet

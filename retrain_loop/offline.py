@@ -1,0 +1,243 @@
+"""Offline use of the engine: score a pool, train and save a model, predict with a saved one.
+
+Scoring and training build the same ``Engine`` the server runs, with refits in the foreground,
+so an offline ranking is exactly what the server would serve next and nothing here repeats how
+a fit or a ranking works.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from .loop import Engine
+from .models import label_probabilities
+from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
+from .pool import Pool, PoolError, load_pool
+from .store import AnnotationStore
+
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+_MAX_FOLDS = 5
+
+
+class OfflineError(ValueError):
+    """Annotations that cannot be read or used, or an output that cannot be written."""
+
+
+def open_annotations(source: str | Path, dataset: str) -> AnnotationStore:
+    """A store holding ``dataset``'s answers, from a retrain-loop SQLite file or a db-out JSONL.
+
+    A JSONL file is imported into an in-memory store under ``dataset``. The caller closes it.
+    """
+    source = Path(source)
+    if not source.is_file():
+        raise OfflineError(f"annotations not found: {source}")
+    if source.suffix.lower() in _JSONL_SUFFIXES:
+        store = AnnotationStore(None)
+        try:
+            import_answers(store, dataset, source)
+        except BaseException:
+            store.close()
+            raise
+        if not store.count(dataset):
+            store.close()
+            raise OfflineError(f"{source}: no answers in the file")
+        return store
+    _check_database(source)
+    store = AnnotationStore(source)
+    present = store.datasets()
+    if dataset not in present:
+        store.close()
+        raise OfflineError(
+            f"no dataset {dataset!r} in {source} (datasets: {', '.join(present) or 'none'})"
+        )
+    return store
+
+
+def _check_database(path: Path) -> None:
+    """Refuse a file that is not a retrain-loop database before the store would add its table."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'examples'"
+            ).fetchone()
+    except sqlite3.Error as e:
+        found, reason = None, str(e)
+    else:
+        reason = "it has no examples table"
+    if found is None:
+        raise OfflineError(
+            f"{path} is not a retrain-loop database ({reason}); give a .db made by retrain-loop "
+            "or a .jsonl file in Prodigy's db-out format"
+        )
+
+
+def import_answers(store: AnnotationStore, dataset: str, path: str | Path) -> int:
+    """Import a db-out JSONL file; returns how many answers were new."""
+    try:
+        return store.import_jsonl(dataset, path)
+    except UnicodeDecodeError:
+        raise OfflineError(f"{path}: file is not UTF-8 text") from None
+    except OSError as e:
+        raise OfflineError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def labels_from(store: AnnotationStore, dataset: str, labels: list[str] | None = None
+                ) -> list[str]:
+    """The given labels, else the options the answers were asked with, else the accepted ones."""
+    if not labels:
+        labels = _options(store.get(dataset)) or sorted({label for _, label in
+                                                        store.labelled(dataset)})
+    if len(labels) < 2:
+        found = ", ".join(labels) or "none"
+        raise OfflineError(
+            f"dataset {dataset!r} has fewer than two labels (found: {found}); answer rows with "
+            "at least two labels, or name them with --label"
+        )
+    return list(labels)
+
+
+def _options(records: list[dict[str, Any]]) -> list[str]:
+    for record in records:
+        options = record.get("options")
+        if isinstance(options, list) and options:
+            ids = [o.get("id") for o in options if isinstance(o, dict)]
+            if ids and all(isinstance(i, str) for i in ids):
+                return ids
+    return []
+
+
+def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
+                  **options: Any) -> Engine:
+    """An engine that has refitted on every answer, in the foreground."""
+    engine = Engine(pool, store, dataset, labels, background=False, **options)
+    if engine.model_ is None:
+        engine.close()
+        raise OfflineError(_no_model_reason(engine))
+    return engine
+
+
+def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *,
+          top: int | None = None, **options: Any) -> list[dict[str, Any]]:
+    """The unanswered rows, most informative first, each with ``score``, ``label``, ``probs``.
+
+    ``options`` go to ``Engine``: model, strategy, prefer, seed.
+    """
+    engine = fitted_engine(pool, store, dataset, labels, **options)
+    try:
+        return engine.ranked(top)
+    finally:
+        engine.close()
+
+
+def train(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
+          out: str | Path, *, model: str = "lightgbm", seed: int = 0) -> dict[str, Any]:
+    """Fit on every answer, estimate accuracy by cross-validation, save; returns the metadata."""
+    engine = fitted_engine(pool, store, dataset, labels, model=model, seed=seed)
+    try:
+        X, y = engine.training_data(store.labelled(dataset))
+        accuracy, folds = cross_validated_accuracy(engine.prototype, X, y, seed=seed)
+        per_label = Counter(labels[i] for i in y.tolist())
+        return save_model(
+            out, engine.model_, labels=labels, features=pool.features, n_annotations=len(y),
+            cv_accuracy=accuracy, dataset=dataset, model_spec=engine.model_spec,
+            extra={"cv_folds": folds, "per_label": {k: per_label[k] for k in labels}},
+        )
+    finally:
+        engine.close()
+
+
+def cross_validated_accuracy(prototype: Any, X: np.ndarray, y: np.ndarray, seed: int = 0
+                             ) -> tuple[float | None, int]:
+    """Mean accuracy over stratified folds, and the number of folds; None when too few answers.
+
+    Each fold must hold every label at least once, so the folds are capped by the rarest label.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from threadpoolctl import threadpool_limits
+
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    folds = int(min(_MAX_FOLDS, counts.min())) if len(counts) >= 2 else 0
+    if folds < 2:
+        return None, 0
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    # One thread, as the engine fits: spinning OpenMP threads make small fits far slower.
+    with threadpool_limits(limits=1):
+        scores = cross_val_score(clone(prototype), X, y, cv=cv, scoring="accuracy",
+                                 error_score=np.nan)
+    if not np.isfinite(scores).all():  # a fold failed to fit; say nothing rather than guess
+        return None, folds
+    return float(scores.mean()), folds
+
+
+def pool_for_model(saved: SavedModel, path: str | Path, features: list[str] | None = None,
+                   id_column: str | None = "id") -> Pool:
+    """Load a pool with the model's features, or the given ones, and check that they match."""
+    if features is not None:
+        pool = load_pool(path, features=features, id_column=id_column)
+    else:
+        try:
+            pool = load_pool(path, features=saved.features, id_column=id_column)
+        except PoolError as e:
+            if not e.message.startswith("missing feature column"):
+                raise
+            # Say which columns the pool does have, which "missing column r" alone does not.
+            try:
+                pool = load_pool(path, features=None, id_column=id_column)
+            except PoolError:
+                raise e from None
+    check_features(saved, pool)
+    return pool
+
+
+def predict(saved: SavedModel, pool: Pool) -> list[dict[str, Any]]:
+    """Every row of the pool with the model's ``label`` and each label's probability."""
+    check_features(saved, pool)
+    labels = saved.labels
+    try:
+        proba = label_probabilities(saved.estimator, pool.X, len(labels))
+    except ValueError as e:
+        raise ModelFileError(f"the saved model cannot score this pool: {e}") from e
+    rows = []
+    for task, p in zip(pool.tasks, proba):
+        row = dict(task)
+        row["label"] = labels[int(p.argmax())]
+        row["probs"] = {label: float(v) for label, v in zip(labels, p)}
+        rows.append(row)
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSONL all at once: a failure part-way leaves no file behind."""
+    n = 0
+    with atomic_output(path, "w", error=OfflineError) as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def _no_model_reason(engine: Engine) -> str:
+    labelled = engine.store.labelled(engine.dataset)
+    _, y = engine.training_data(labelled)
+    per_label = Counter(engine.labels[i] for i in y.tolist())
+    counts = ", ".join(f"{label} {per_label[label]}" for label in engine.labels)
+    message = (f"no model: it needs accepted answers for at least two labels "
+               f"(answers per label: {counts}")
+    if len(y) < len(labelled):
+        message += (f"; {len(labelled) - len(y)} accepted answers are for rows not in "
+                    f"{engine.pool.path.name} or for other labels")
+    message += ")"
+    if engine.last_error:
+        message += f"; the last fit failed: {engine.last_error}"
+    return message
