@@ -240,3 +240,34 @@ def test_history_reports_how_much_each_refit_changed_the_models_mind(make_engine
     assert agreement[-1] > 0.9
     kept = [h["guess_accuracy"] for h in engine.history[1:]]
     assert all(k is None or 0.0 <= k <= 1.0 for k in kept)
+
+
+def test_incremental_naive_bayes_matches_a_full_refit(make_engine, tmp_path):
+    # Gaussian naive Bayes updated batch by batch holds the same statistics as one fit on all.
+    def run(update):
+        engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False,
+                             model="nb", update=update, db_path=tmp_path / f"{update}.db")
+        for _ in range(6):
+            engine.update(answer_all(engine.get_questions("alice")), "alice")
+        return engine
+
+    full, incremental = run("refit"), run("incremental")
+    assert incremental.round == full.round == 6
+    X = incremental.pool.X
+    np.testing.assert_allclose(incremental.model_.predict_proba(X), full.model_.predict_proba(X),
+                               atol=1e-4)
+
+
+def test_incremental_updates_only_on_new_answers_and_keeps_the_model_on_failure(make_engine):
+    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, model="sgd",
+                         update="incremental")
+    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    first = engine.model_
+    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    assert engine.model_ is not first  # a copy was updated; the old one was never touched
+    assert engine.round == 2 and engine.history[-1]["n_train"] == 20
+
+
+def test_incremental_mode_needs_partial_fit(make_engine):
+    with pytest.raises(ModelError, match="partial_fit"):
+        make_engine(rgb_rows(20), model="logreg", update="incremental")
