@@ -76,8 +76,12 @@ class Pool:
 
 
 def load_pool(
-    path: str | Path, features: list[str] | None = None, id_column: str | None = _DEFAULT_ID
+    path: str | Path,
+    features: list[str] | None = None,
+    id_column: str | None = _DEFAULT_ID,
+    exclude: tuple[str, ...] = (),
 ) -> Pool:
+    """Read a pool file. ``exclude`` names columns that are never default features (a label)."""
     path = Path(path)
     suffix = path.suffix.lower()
     is_csv = suffix == ".csv"
@@ -90,8 +94,8 @@ def load_pool(
         # utf-8-sig because spreadsheet exports often start with a BOM that would rename column 1
         with path.open(encoding="utf-8-sig", newline="" if is_csv else None) as f:
             if is_csv:
-                return _build(path, *_csv_rows(path, f), features, id_column, is_csv)
-            return _build(path, None, 0, _jsonl_rows(path, f), features, id_column, is_csv)
+                return _build(path, *_csv_rows(path, f), features, id_column, is_csv, exclude)
+            return _build(path, None, 0, _jsonl_rows(path, f), features, id_column, is_csv, exclude)
     except UnicodeDecodeError:
         raise PoolError(path, None, "file is not UTF-8 text") from None
     except OSError as e:
@@ -146,13 +150,14 @@ def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
     return header, header_line, rows()
 
 
-def _build(path, header, header_line, rows, features, id_column, is_csv) -> Pool:
+def _build(path, header, header_line, rows, features, id_column, is_csv, exclude=()) -> Pool:
     first = next(rows, None)
     if first is None:
         raise PoolError(path, None, "no rows")
     columns = header if header is not None else list(first[1])
     where = header_line if is_csv else first[0]
-    id_col, feats = _resolve_columns(path, where, columns, first[1], features, id_column, is_csv)
+    id_col, feats = _resolve_columns(path, where, columns, first[1], features, id_column, is_csv,
+                                     exclude)
 
     tasks: list[dict] = []
     values: list[list[float]] = []
@@ -199,7 +204,7 @@ def _build(path, header, header_line, rows, features, id_column, is_csv) -> Pool
     return Pool(path, tasks, X, feats, id_col, hashes)
 
 
-def _resolve_columns(path, where, columns, first_row, features, id_column, is_csv):
+def _resolve_columns(path, where, columns, first_row, features, id_column, is_csv, exclude=()):
     if id_column is not None and id_column in columns:
         id_col = id_column
     elif id_column is not None and id_column != _DEFAULT_ID:
@@ -217,7 +222,8 @@ def _resolve_columns(path, where, columns, first_row, features, id_column, is_cs
     feats = [
         c
         for c in columns
-        if c and c != id_col and not c.startswith("_") and _number(first_row[c], is_csv) is not None
+        if c and c != id_col and c not in exclude and not c.startswith("_")
+        and _number(first_row[c], is_csv) is not None
     ]
     if not feats:
         msg = "no numeric columns in the first row to use as features; pass --features to name them"

@@ -1,0 +1,235 @@
+"""Simulated labelling runs: the serving engine driven by an oracle that knows the labels.
+
+A run splits the data into a pool and a held-out test set (stratified, fixed per seed), answers
+a random initial set, then asks the engine for batches exactly as the server does and answers
+them from the known labels until the budget is spent. After every refit the engine's model is
+scored on the test set. Nothing here is a copy of the engine's logic: the engine under test is
+the one that serves annotators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import train_test_split
+
+from .loop import Engine
+from .models import label_probabilities, make_model
+from .pool import Pool
+from .store import AnnotationStore
+
+CURVE_COLUMNS = ["strategy", "seed", "n_labels", "accuracy", "macro_f1", "refit_ms"]
+SUMMARY_COLUMNS = ["strategy", "aulc", "labels_to_95pct", "final_accuracy", "full_data_accuracy"]
+
+
+class SimulationError(ValueError):
+    """Data or settings a simulation cannot run with."""
+
+
+def split(y: np.ndarray, seed: int, test_size: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Pool and test positions: stratified, and the same for every strategy with this seed."""
+    positions = np.arange(len(y))
+    try:
+        pool, test = train_test_split(positions, test_size=test_size, stratify=y, random_state=seed)
+    except ValueError as e:
+        raise SimulationError(f"cannot split the data for testing: {e}") from e
+    return np.sort(pool), np.sort(test)
+
+
+def initial_set(y_pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` random pool positions holding at least two classes, so a first model can exist."""
+    if len(np.unique(y_pool)) < 2:
+        raise SimulationError("the pool holds a single class; there is nothing to learn")
+    n = min(max(n, 2), len(y_pool))
+    rng = np.random.default_rng([seed, 1])
+    for _ in range(1000):
+        picked = rng.choice(len(y_pool), n, replace=False)
+        if len(np.unique(y_pool[picked])) >= 2:
+            return picked
+    # Rare classes: take one row of the two commonest classes, then fill at random.
+    classes = np.unique(y_pool)[:2]
+    first = np.array([np.flatnonzero(y_pool == c)[0] for c in classes])
+    rest = rng.permutation(np.setdiff1d(np.arange(len(y_pool)), first))[: n - 2]
+    return np.concatenate([first, rest])
+
+
+def evaluate(model: Any, X: np.ndarray, y: np.ndarray, n_labels: int) -> tuple[float, float]:
+    predicted = label_probabilities(model, X, n_labels).argmax(axis=1)
+    return (float(accuracy_score(y, predicted)),
+            float(f1_score(y, predicted, average="macro", labels=np.arange(n_labels),
+                           zero_division=0)))
+
+
+def run(
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    *,
+    strategy: str = "margin",
+    model: str = "logreg",
+    seed: int = 0,
+    batch_size: int = 10,
+    initial: int = 10,
+    budget: int = 300,
+    test_size: float = 0.3,
+    update: str = "refit",
+    on_round: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One labelling run; returns its learning curve, one row per refit."""
+    pool_pos, test_pos = split(y, seed, test_size)
+    X_pool, y_pool = X[pool_pos], y[pool_pos]
+    hashes = np.arange(1, len(pool_pos) + 1, dtype=np.int64)
+    pool = Pool(Path("<simulation>"),
+                [{"id": int(p), "_input_hash": int(h)} for p, h in zip(pool_pos, hashes)],
+                np.ascontiguousarray(X_pool, dtype=np.float32),
+                [f"x{j}" for j in range(X.shape[1])], "id", hashes)
+    store = AnnotationStore(None)
+    engine = Engine(pool, store, "simulation", list(labels), model=model, strategy=strategy,
+                    batch_size=batch_size, seed=seed, background=False, update=update)
+    curve: list[dict[str, Any]] = []
+
+    def answer(indices: Sequence[int]) -> None:
+        answers = [{"_input_hash": int(pool.input_hashes[i]), "_task_hash": engine.task_hash(i),
+                    "answer": "accept", "accept": [labels[y_pool[i]]]} for i in indices]
+        engine.update(answers, "oracle")
+        n_labels = len(answers) + (curve[-1]["n_labels"] if curve else 0)
+        if engine.model_ is None:
+            accuracy = macro_f1 = float("nan")
+        else:
+            accuracy, macro_f1 = evaluate(engine.model_, X[test_pos], y[test_pos], len(labels))
+        curve.append({"strategy": strategy, "seed": seed, "n_labels": n_labels,
+                      "accuracy": accuracy, "macro_f1": macro_f1,
+                      "refit_ms": engine.last_refit_ms})
+        if on_round is not None:
+            on_round()
+
+    try:
+        answer(initial_set(y_pool, min(initial, budget), seed).tolist())
+        while curve[-1]["n_labels"] < budget:
+            tasks = engine.get_questions("oracle", min(batch_size, budget - curve[-1]["n_labels"]))
+            if not tasks:
+                break
+            answer([pool.index_of(t["_input_hash"]) for t in tasks])
+    finally:
+        engine.close()
+        store.close()
+    if engine.last_error:
+        raise SimulationError(f"{model} failed during the run: {engine.last_error}")
+    return curve
+
+
+def simulate(
+    X: np.ndarray,
+    y: np.ndarray,
+    labels: Sequence[str],
+    *,
+    strategies: Sequence[str] = ("margin", "random"),
+    model: str = "logreg",
+    seeds: Sequence[int] = range(5),
+    on_round: Callable[[], None] | None = None,
+    **settings: Any,
+) -> tuple[list[dict[str, Any]], dict[int, float]]:
+    """Every strategy on every seed; returns the curves and each seed's full-data accuracy."""
+    curves: list[dict[str, Any]] = []
+    for seed in seeds:
+        for strategy in strategies:
+            curves += run(X, y, labels, strategy=strategy, model=model, seed=seed,
+                          on_round=on_round, **settings)
+    full = {seed: full_data_accuracy(X, y, len(labels), model=model, seed=seed,
+                                     test_size=settings.get("test_size", 0.3)) for seed in seeds}
+    return curves, full
+
+
+def write_outputs(out_dir: str | Path, curves: list[dict[str, Any]], full: dict[int, float],
+                  title: str = "") -> list[dict[str, Any]]:
+    """``curves.csv``, ``summary.csv`` and ``curves.png`` in ``out_dir``; returns the summary."""
+    import csv
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(curves, full)
+    for name, columns, rows in (("curves.csv", CURVE_COLUMNS, curves),
+                                ("summary.csv", SUMMARY_COLUMNS, summary)):
+        with (out / name).open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    plot(curves, full, out / "curves.png", title=title)
+    return summary
+
+
+def full_data_accuracy(X: np.ndarray, y: np.ndarray, n_labels: int, *, model: str, seed: int,
+                       test_size: float = 0.3) -> float:
+    """Accuracy of a model fitted on the whole pool: the ceiling a labelling run aims at."""
+    pool_pos, test_pos = split(y, seed, test_size)
+    estimator = clone(make_model(model, seed=seed)).fit(X[pool_pos], y[pool_pos])
+    return evaluate(estimator, X[test_pos], y[test_pos], n_labels)[0]
+
+
+def rounds_per_run(n_rows: int, *, initial: int, budget: int, batch_size: int,
+                   test_size: float = 0.3) -> int:
+    """How many refits a run makes, for progress bars."""
+    pool = n_rows - int(np.ceil(n_rows * test_size))
+    budget = min(budget, pool)
+    return 1 + int(np.ceil(max(budget - min(initial, budget), 0) / batch_size))
+
+
+def summarize(curves: list[dict[str, Any]], full: dict[int, float]) -> list[dict[str, Any]]:
+    """One row per strategy: area under the mean curve, labels to 95% of full data, and more.
+
+    ``aulc`` is the mean accuracy over the label range (the area under the curve divided by the
+    range), so 1.0 is perfect from the first label. ``labels_to_95pct`` is the first label count
+    at which the mean curve over seeds reaches 95% of the full-data accuracy; empty if never.
+    """
+    target = 0.95 * float(np.mean(list(full.values())))
+    out = []
+    for strategy in dict.fromkeys(row["strategy"] for row in curves):
+        rows = [r for r in curves if r["strategy"] == strategy]
+        grid = sorted({r["n_labels"] for r in rows})
+        mean = np.array([np.nanmean([r["accuracy"] for r in rows if r["n_labels"] == n])
+                         for n in grid])
+        if len(grid) > 1:
+            aulc = float(np.trapezoid(mean, grid) / (grid[-1] - grid[0]))
+        else:
+            aulc = float(mean[0])
+        reached = [n for n, a in zip(grid, mean) if a >= target]
+        out.append({"strategy": strategy, "aulc": round(aulc, 4),
+                    "labels_to_95pct": reached[0] if reached else None,
+                    "final_accuracy": round(float(mean[-1]), 4),
+                    "full_data_accuracy": round(float(np.mean(list(full.values()))), 4)})
+    return out
+
+
+def plot(curves: list[dict[str, Any]], full: dict[int, float], path: str | Path,
+         title: str = "") -> None:
+    """Mean accuracy per strategy over seeds, with a band of one standard deviation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for strategy in dict.fromkeys(row["strategy"] for row in curves):
+        rows = [r for r in curves if r["strategy"] == strategy]
+        grid = sorted({r["n_labels"] for r in rows})
+        values = [[r["accuracy"] for r in rows if r["n_labels"] == n] for n in grid]
+        mean = np.array([np.nanmean(v) for v in values])
+        spread = np.array([np.nanstd(v) for v in values])
+        ax.plot(grid, mean, label=strategy, linewidth=1.8)
+        ax.fill_between(grid, mean - spread, mean + spread, alpha=0.15)
+    ceiling = float(np.mean(list(full.values())))
+    ax.axhline(ceiling, color="black", linewidth=1, linestyle=":", label="all pool labels")
+    ax.axhline(0.95 * ceiling, color="grey", linewidth=1, linestyle="--", label="95% of that")
+    ax.set_xlabel("labels")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title(title or "learning curves (mean ± sd over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
