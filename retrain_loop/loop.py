@@ -25,7 +25,14 @@ from .hashing import task_hash
 from .models import ModelError, label_probabilities, make_model
 from .pool import Pool
 from .store import ANSWERS, AnnotationStore, session_id
-from .strategies import coverage_order, get_strategy, mix_random, prefer_label, rank
+from .strategies import (
+    coverage_order,
+    farthest_first,
+    get_strategy,
+    mix_random,
+    prefer_label,
+    rank,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +92,7 @@ class Engine:
         seed: int = 0,
         background: bool = True,
         update: str = "refit",
+        discover: float = 0.2,
         cold_start_size: int | None = None,
         threads: int = 1,
     ):
@@ -122,6 +130,9 @@ class Engine:
                 "cannot learn incrementally; use --update refit, or a model such as nb or sgd"
             )
         self.update_mode = update
+        if not 0.0 <= discover <= 1.0:
+            raise EngineError(f"discover must be between 0 and 1, got {discover}")
+        self.discover = discover
         self._fed: set[tuple[int, str]] = set()  # (input_hash, label) pairs given to partial_fit
         self.threads = threads
         self.cold_start_size = cold_start_size or max(5 * batch_size, 50)
@@ -431,10 +442,16 @@ class Engine:
         self._predicted[candidates] = predicted
         order = rank(utility, self._rng)
         order = mix_random(order, self.explore, self.batch_size, self._rng)
+        order = self._with_discovery(order, candidates, X_train, y_train)
         ranking = Ranking(candidates[order], utility[order], proba[order], self.round + 1)
         with self._lock:
             self._ranking = ranking
             self._cursor = 0
+            # Rows handed back before this round are ranked in it now; they wait no longer
+            # at the head of the queue.
+            self._returned = deque(
+                (index, lease) for index, lease in self._returned if not open_rows[index]
+            )
             guesses = self._guess_log[self._guess_mark:]
             self._guess_mark = len(self._guess_log)
             n_answers = len(self._latest)
@@ -459,6 +476,18 @@ class Engine:
             "refit_ms": round(self.last_refit_ms, 2),
         })
         return ranking
+
+    def _with_discovery(self, order, candidates, X_train, y_train) -> np.ndarray:
+        """While a label has no answers, give part of the next batch to far-away rows."""
+        missing = np.bincount(y_train, minlength=len(self.labels)) == 0
+        k = int(round(self.discover * self.batch_size))
+        # The random strategy is the baseline that others are measured against; keep it pure.
+        if not missing.any() or k == 0 or len(order) <= k or self.strategy == "random":
+            return order
+        far = farthest_first(self.pool.X[candidates], X_train, k, self._rng)
+        rest = order[~np.isin(order, far)]
+        head = self.batch_size - len(far)
+        return np.concatenate([rest[:head], far, rest[head:]])
 
     def _partial_fit(self, labelled, X_train, y_train) -> tuple[Any, set[tuple[int, str]]]:
         """Update a copy of the current model on the answers it has not seen.

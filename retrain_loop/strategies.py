@@ -129,3 +129,38 @@ def coverage_order(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
     seeds = seeds[np.sort(first)]
     rest = np.setdiff1d(np.arange(n), seeds, assume_unique=False)
     return np.concatenate([seeds, rng.permutation(rest)])
+
+
+def farthest_first(
+    candidates: np.ndarray, labelled: np.ndarray, k: int, rng: np.random.Generator,
+    max_rows: int = 20_000,
+) -> np.ndarray:
+    """Positions of k candidates far from every labelled row and from each other.
+
+    Margin sampling only weighs the labels a model has seen: a label missing from the answers
+    has probability 0 everywhere, and rows of it are never uncertain, so they are never asked
+    about. Rows far from everything labelled are where such a label hides.
+    """
+    from sklearn.metrics import pairwise_distances_argmin_min
+
+    n = candidates.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    # Distances cost rows x labels; a sample of each finds far rows just as well.
+    sample = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
+    ref = labelled if len(labelled) <= 2_000 else labelled[rng.choice(len(labelled), 2_000,
+                                                                      replace=False)]
+    scale = candidates[sample].std(axis=0)
+    scale[scale == 0] = 1.0
+    C = candidates[sample] / scale
+    if len(ref):
+        _, nearest = pairwise_distances_argmin_min(C, ref / scale)
+    else:
+        nearest = np.full(len(sample), np.inf)
+    picks = []
+    for _ in range(k):
+        j = int(np.argmax(nearest))
+        picks.append(j)
+        nearest = np.minimum(nearest, np.sqrt(((C - C[j]) ** 2).sum(axis=1)))
+    return sample[np.asarray(picks, dtype=np.int64)]

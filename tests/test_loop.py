@@ -271,3 +271,28 @@ def test_incremental_updates_only_on_new_answers_and_keeps_the_model_on_failure(
 def test_incremental_mode_needs_partial_fit(make_engine):
     with pytest.raises(ModelError, match="partial_fit"):
         make_engine(rgb_rows(20), model="logreg", update="incremental")
+
+
+def _three_groups():
+    """One feature: groups a (near 0) and b (near 10) get answers; c (near 100) does not."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, centre in (("a", 0.0), ("b", 10.0), ("c", 100.0)):
+        rows += [{"id": f"{name}{i}", "x": float(centre + rng.normal()), "group": name}
+                 for i in range(200)]
+    return rows
+
+
+@pytest.mark.parametrize("discover, finds_c", [(0.2, True), (0.0, False)])
+def test_a_label_with_no_answers_gets_looked_for(make_engine, discover, finds_c):
+    # Margin alone asks about the boundary between the labels it knows, far from where c is.
+    engine = make_engine(_three_groups(), labels=["a", "b", "c"], features=["x"],
+                         background=False, batch_size=10, discover=discover)
+    known = [t for t in engine.get_questions("alice", 600) if t["group"] != "c"][:10]
+    engine.release_session("alice")
+    engine.update([dict(t, answer="accept", accept=[t["group"]]) for t in known], "alice")
+    assert engine.round == 1
+    groups = [t["group"] for t in engine.get_questions("alice")]
+    assert ("c" in groups) is finds_c
+    if finds_c:
+        assert groups.count("c") == 2  # a fifth of the batch; the rest is still margin
