@@ -78,6 +78,7 @@ def run(
     budget: int = 300,
     test_size: float = 0.3,
     update: str = "refit",
+    discover: float = 0.2,
     on_round: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One labelling run; returns its learning curve, one row per refit."""
@@ -90,7 +91,8 @@ def run(
                 [f"x{j}" for j in range(X.shape[1])], "id", hashes)
     store = AnnotationStore(None)
     engine = Engine(pool, store, "simulation", list(labels), model=model, strategy=strategy,
-                    batch_size=batch_size, seed=seed, background=False, update=update)
+                    batch_size=batch_size, seed=seed, background=False, update=update,
+                    discover=discover)
     curve: list[dict[str, Any]] = []
 
     def answer(indices: Sequence[int]) -> None:
