@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 DEMO_DIR := demo
 
-.PHONY: install dev demo test bench clean
+.PHONY: install dev demo test bench bench-short clean
 
 # The stamp files make `make demo` and `make test` the whole set-up on a fresh machine,
 # and a no-op afterwards unless pyproject.toml changed.
@@ -36,8 +36,18 @@ demo: $(VENV)/.installed $(DEMO_DIR)/colours.jsonl
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+# bench_latency.py is optional: it runs when the file is there.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python scripts/bench_refit.py
+	if [ -f scripts/bench_latency.py ]; then $(BIN)/python scripts/bench_latency.py; fi
+	$(BIN)/python scripts/bench_learning.py
+
+# The same benchmarks in a few minutes; bench_learning.py --short writes its report under
+# bench_results/ so that it never replaces the committed learning curves.
+bench-short: $(VENV)/.installed-dev
+	$(BIN)/python scripts/bench_refit.py --repeats 3
+	if [ -f scripts/bench_latency.py ]; then $(BIN)/python scripts/bench_latency.py --short; fi
+	$(BIN)/python scripts/bench_learning.py --short
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

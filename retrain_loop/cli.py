@@ -285,5 +285,109 @@ def db_in(dataset, in_path, db_path):
     click.echo(f"Imported {new} new answers into {dataset} in {db_path} ({total} in total)")
 
 
+# -- simulate ----------------------------------------------------------------------------------
+
+
+def _known_labels(pool, label_column: str) -> tuple[list[str], list[int]]:
+    """The sorted distinct labels of the label column, and each row's index into them."""
+    values = []
+    for k, task in enumerate(pool.tasks):
+        value = task.get(label_column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if pool.id_column is not None:
+                row = f"row with id {task[pool.id_column]!r}"
+            else:
+                row = f"row {k + 1} (counting data rows from 1)"
+            raise CliError(f"{pool.path}: {row} has no label in column {label_column!r}; "
+                           "a simulation needs every row's true label")
+        values.append(str(value))
+    labels = sorted(set(values))
+    if len(labels) < 2:
+        raise CliError(f"{pool.path}: column {label_column!r} holds {len(labels)} distinct "
+                       f"label{'s' if len(labels) != 1 else ''}; a simulation needs at least two")
+    index = {label: i for i, label in enumerate(labels)}
+    return labels, [index[v] for v in values]
+
+
+def _summary_table(summary: list[dict]) -> str:
+    header = ["strategy", "AULC", "labels to 95%", "final accuracy", "full-data accuracy"]
+    rows = [[s["strategy"], f"{s['aulc']:.4f}",
+             "never" if s["labels_to_95pct"] is None else str(s["labels_to_95pct"]),
+             f"{s['final_accuracy']:.4f}", f"{s['full_data_accuracy']:.4f}"] for s in summary]
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
+                               for j, (cell, w) in enumerate(zip(r, widths)))
+                     for r in [header, *rows])
+
+
+@main.command()
+@click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False))
+@click.option("--label-column", required=True, help="Column holding each row's true label.")
+@click.option("--features", help="Comma-separated feature columns (default: all numeric columns "
+              "but the id and the label).")
+@click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
+@click.option("--strategy", "strategies", type=click.Choice(list(STRATEGIES)), multiple=True,
+              default=("margin", "random"), show_default=True,
+              help="Strategy to compare; repeat the option for several.")
+@click.option("--model", default="logreg", show_default=True,
+              help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable.")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Runs per strategy, each with its own test split (seeds 0..N-1).")
+@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--initial", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Random rows labelled before the model picks any.")
+@click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Labels per run, the initial ones included.")
+@click.option("--test-size", default=0.3, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of the rows held out to measure accuracy.")
+@click.option("--update", "update_mode", type=click.Choice(UPDATE_MODES), default="refit",
+              show_default=True,
+              help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for curves.csv, summary.csv and curves.png.")
+def simulate(pool_path, label_column, features, id_column, strategies, model, seeds, batch_size,
+             initial, budget, test_size, update_mode, out_dir):
+    """Label POOL with an oracle that knows LABEL-COLUMN, and draw each strategy's learning curve.
+
+    Example: retrain-loop simulate flowers.csv --label-column species --strategy margin --strategy random --out sim/
+    """
+    import numpy as np
+
+    from . import simulate as sim
+
+    feature_list = _split(features)
+    if feature_list and label_column in feature_list:
+        raise CliError(f"the label column {label_column!r} cannot also be a feature")
+    with user_errors():
+        pool = load_pool(pool_path, features=feature_list, id_column=id_column,
+                         exclude=(label_column,))
+    if not any(label_column in task for task in pool.tasks):
+        columns = [c for c in pool.tasks[0] if not c.startswith("_")]
+        raise CliError(f"{pool_path}: no label column {label_column!r}; columns are {columns}")
+    labels, y = _known_labels(pool, label_column)
+    strategies = list(dict.fromkeys(strategies))
+    settings = {"batch_size": batch_size, "initial": initial, "budget": budget,
+                "test_size": test_size, "update": update_mode}
+    rounds = sim.rounds_per_run(len(pool), initial=initial, budget=budget, batch_size=batch_size,
+                                test_size=test_size)
+    click.echo(f"Simulating {', '.join(strategies)} with {model} on {len(pool)} rows "
+               f"({len(labels)} labels, features {', '.join(pool.features)}), {seeds} seeds",
+               err=True)
+    with user_errors():
+        try:
+            with click.progressbar(length=rounds * len(strategies) * seeds, label="Rounds",
+                                   file=sys.stderr) as bar:
+                curves, full = sim.simulate(pool.X, np.asarray(y), labels, strategies=strategies,
+                                            model=model, seeds=range(seeds),
+                                            on_round=lambda: bar.update(1), **settings)
+            title = f"{Path(pool_path).name}: {model}, {update_mode}, {seeds} seeds"
+            summary = sim.write_outputs(out_dir, curves, full, title=title)
+        except sim.SimulationError as e:
+            raise CliError(str(e)) from e
+    click.echo(_summary_table(summary))
+    click.echo(f"Wrote curves.csv, summary.csv and curves.png to {out_dir}", err=True)
+
+
 if __name__ == "__main__":
     main()
