@@ -1,0 +1,97 @@
+"""A model's view of the pool: the open rows in serving order, with their scores."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .strategies import sort_by
+
+
+class Ranking:
+    """One model's view of the pool: rows in serving order with their scores.
+
+    ``Ranking(rows, utility, proba, round)`` takes them in serving order, best first. A refit
+    builds one with ``Ranking.partial`` instead: the arrays stay in pool order and only the head
+    of the serving order is sorted, since a round serves a few batches before the next refit
+    replaces it, and sorting (and reordering) a million rows to serve ten was most of a round.
+    Whatever reads past the head sorts the rest first, with the same keys, so every reader sees
+    exactly the order a full sort gives.
+    """
+
+    def __init__(self, rows: np.ndarray, utility: np.ndarray | None, proba: np.ndarray | None,
+                 round: int):
+        self._rows = rows  # pool indices
+        self._utility = utility  # None before a model exists
+        self._proba = proba  # (len(rows), n_labels)
+        self.round = round
+        self._order: np.ndarray | None = None  # serving position -> array position; None: same
+        self._n_sorted = len(rows)
+        self._jitter: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def partial(cls, rows: np.ndarray, utility: np.ndarray, proba: np.ndarray, round: int,
+                order: np.ndarray, n_sorted: int, jitter: np.ndarray) -> Ranking:
+        """Arrays aligned in any order, served in ``order``, of which ``n_sorted`` are final.
+
+        The rest are sorted by ``strategies.sort_by(utility, jitter)`` when first needed.
+        """
+        ranking = cls(rows, utility, proba, round)
+        ranking._order, ranking._n_sorted, ranking._jitter = order, n_sorted, jitter
+        return ranking
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def position(self, j: int) -> int:
+        """Where the ``j``-th row to serve sits in the arrays."""
+        if self._order is None:
+            return j
+        if j >= self._n_sorted:
+            self._sort_rest()
+        return int(self._order[j])
+
+    def row(self, j: int) -> int:
+        """The pool index of the ``j``-th row to serve."""
+        return int(self._rows[self.position(j)])
+
+    def scores(self, j: int) -> tuple[float, np.ndarray] | None:
+        """Utility and probabilities of the ``j``-th row to serve; None before a model exists."""
+        if self._utility is None or self._proba is None:
+            return None
+        p = self.position(j)
+        return float(self._utility[p]), self._proba[p]
+
+    def _sort_rest(self) -> None:
+        with self._lock:
+            k = self._n_sorted
+            if k >= len(self._order):
+                return
+            rest = self._order[k:]
+            rest = rest[sort_by(self._utility[rest], self._jitter[rest])[0]]
+            # A new array, then the count: a reader without the lock sees a sorted head either way.
+            self._order = np.concatenate([self._order[:k], rest])
+            self._n_sorted = len(self._order)
+
+    def _in_order(self, values: np.ndarray | None) -> np.ndarray | None:
+        if values is None or self._order is None:
+            return values
+        self._sort_rest()
+        return values[self._order]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Pool indices, best first."""
+        return self._in_order(self._rows)
+
+    @property
+    def utility(self) -> np.ndarray | None:
+        """Aligned with ``rows``; None before a model exists."""
+        return self._in_order(self._utility)
+
+    @property
+    def proba(self) -> np.ndarray | None:
+        """``(len(rows), n_labels)``, aligned with ``rows``; None before a model exists."""
+        return self._in_order(self._proba)
