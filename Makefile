@@ -36,17 +36,18 @@ demo: $(VENV)/.installed $(DEMO_DIR)/colours.jsonl
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
-# bench_latency.py is optional: it runs when the file is there.
+# Each script rewrites its own section of BENCHMARKS.md; the learning suite also redraws
+# docs/bench/*.png and runs the peers (modAL, scikit-activeml) in scripts/peers/.venv.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python scripts/bench_refit.py
-	if [ -f scripts/bench_latency.py ]; then $(BIN)/python scripts/bench_latency.py; fi
+	$(BIN)/python scripts/bench_latency.py
 	$(BIN)/python scripts/bench_learning.py
 
 # The same benchmarks in a few minutes; bench_learning.py --short writes its report under
 # bench_results/ so that it never replaces the committed learning curves.
 bench-short: $(VENV)/.installed-dev
 	$(BIN)/python scripts/bench_refit.py --repeats 3
-	if [ -f scripts/bench_latency.py ]; then $(BIN)/python scripts/bench_latency.py --short; fi
+	$(BIN)/python scripts/bench_latency.py --short
 	$(BIN)/python scripts/bench_learning.py --short
 
 clean:
