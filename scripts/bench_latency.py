@@ -19,8 +19,6 @@ A table goes to stderr and the "Refit latency" section of BENCHMARKS.md is rewri
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import socket
 import statistics
 import sys
@@ -31,7 +29,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-import sklearn
+from benchmarks_md import machine, write_section
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
@@ -232,15 +230,6 @@ def bench_http(pool: Pool, truth: np.ndarray, n_labels: int, n: int, db: Path) -
 # -- report ------------------------------------------------------------------------------------
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        tail = rest.split("\n## ", 1)
-        old = head.rstrip() + "\n\n" + (("## " + tail[1]) if len(tail) > 1 else "")
-    path.write_text(old.rstrip() + "\n\n" + text.rstrip() + "\n")
-
-
 def _row(r: dict) -> str:
     parts = r["parts"]
     split = "/".join(f"{parts.get(k, 0):.0f}" for k in ("read_ms", "fit_ms", "score_ms", "rank_ms"))
@@ -263,9 +252,7 @@ def report(results: list[dict], http: dict | None, args, elapsed: float) -> str:
          "both. It is the engine's own cost, per round, that the process-wide RSS high-water "
          "mark cannot show once an earlier, bigger combination has set it."),
         "",
-        (f"Machine: {platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
-         f"NumPy {np.__version__}, scikit-learn {sklearn.__version__}, LightGBM {_lgbm_version()}. "
-         "The machine is shared and noisy: read the ratios, not the milliseconds. "
+        (machine() + " "
          f"`python scripts/bench_latency.py{' --short' if args.short else ''}` took "
          f"{elapsed / 60:.1f} min."),
         "",
@@ -337,19 +324,9 @@ def main() -> int:
     elapsed = time.perf_counter() - began
     text = report(results, http, args, elapsed)
     print("\n" + text + "\n", file=sys.stderr)
-    write_section(args.out, text)
+    write_section(args.out, SECTION, text)
     print(f"wrote {args.out} in {elapsed:.0f} s", file=sys.stderr)
     return 0
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def _lgbm_version() -> str:
-    import lightgbm
-
-    return lightgbm.__version__
 
 
 if __name__ == "__main__":

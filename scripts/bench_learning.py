@@ -28,7 +28,6 @@ import argparse
 import csv
 import importlib.util
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
+from benchmarks_md import machine, write_section
 
 from retrain_loop import simulate
 
@@ -278,7 +277,7 @@ def learning_section(results: list[dict], settings: Settings, short: bool, image
          "**s/round**: mean engine refit per round (read the answers, fit, rescore and rank "
          "the open rows), single-threaded."),
         "",
-        _machine(), "",
+        machine("Shared and noisy: compare timings within a table, not across runs."), "",
         *([_colour_note(), ""] if any(r["dataset"] == "colours" for r in results) else []),
         "| dataset | rows | features | labels | pool | budget | rounds per run |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -370,31 +369,6 @@ def peers_section(results: list[dict], peers: dict[tuple[str, str], dict], setti
     walls = [p["wall_s"] for p in peers.values() if "wall_s" in p]
     lines.append(f"Total: {sum(walls) / 60:.1f} min for the peer runs (each a separate process).")
     return "\n".join(lines)
-
-
-def write_section(path: Path, heading: str, text: str) -> None:
-    """Replace the section under ``heading`` in place, or append it; other sections stay."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    parts = old.split("\n## ")
-    head, sections = parts[0], ["## " + p for p in parts[1:]]
-    for i, section in enumerate(sections):
-        if section.splitlines()[0].strip() == heading:
-            sections[i] = text.rstrip() + "\n"
-            break
-    else:
-        sections.append(text.rstrip() + "\n")
-    body = "\n\n".join(s.rstrip() for s in [head, *sections])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body.rstrip() + "\n")
-
-
-def _machine() -> str:
-    import lightgbm
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"Machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}, "
-            f"scikit-learn {sklearn.__version__}, LightGBM {lightgbm.__version__}. Shared and "
-            "noisy: compare timings within a table, not across runs.")
 
 
 def main(argv: list[str] | None = None) -> int:

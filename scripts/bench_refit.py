@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import platform
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import sklearn
+from benchmarks_md import machine, write_section
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
@@ -91,15 +90,6 @@ def bench(n_labels: int, repeats: int, model: str, workdir: Path) -> dict:
             "error": engine.last_error}
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        tail = rest.split("\n## ", 1)
-        old = head.rstrip() + "\n\n" + (("## " + tail[1]) if len(tail) > 1 else "")
-    path.write_text(old.rstrip() + "\n\n" + text.rstrip() + "\n")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -123,9 +113,7 @@ def main() -> int:
         "`clone(model).fit` + `predict_proba` on the same arrays in the same process, "
         f"alternating with the round. Median of {args.repeats}; `python scripts/bench_refit.py`."),
         "",
-        (f"Machine: {platform.machine()}, {_cores()} cores, Python {platform.python_version()}, "
-        f"scikit-learn {sklearn.__version__}, LightGBM {_lgbm_version()}. Shared and noisy: read "
-        "the ratio, not the milliseconds."),
+        machine(),
         "",
         "| model | labels | open rows | round (ms) | floor (ms) | round / floor |",
         "|---|---:|---:|---:|---:|---:|",
@@ -133,21 +121,9 @@ def main() -> int:
     for r in results:
         lines.append(f"| {r['model']} | {r['labels']} | {r['open']} | {r['round_ms']:.1f} | "
                      f"{r['floor_ms']:.1f} | {r['ratio']:.2f} |")
-    write_section(args.out, "\n".join(lines))
+    write_section(args.out, SECTION, "\n".join(lines))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def _lgbm_version() -> str:
-    import lightgbm
-
-    return lightgbm.__version__
 
 
 if __name__ == "__main__":
