@@ -233,7 +233,7 @@ class Engine:
         ``probs`` (every label's probability).
         """
         ranking = self._ranking
-        if ranking._proba is None or ranking._utility is None:
+        if not ranking.scored:
             raise EngineError(
                 "no model yet: scoring needs accepted answers for at least two labels"
                 + (f" (last error: {self.last_error})" if self.last_error else "")
@@ -489,7 +489,7 @@ class Engine:
         # The random strategy is the baseline that others are measured against; keep it pure.
         if not missing.any() or k == 0 or len(order) <= k or self.strategy == "random":
             return order, n_sorted
-        far = farthest_first(self.pool.X[candidates], X_train, k, self._rng)
+        far = farthest_first(self.pool.X, candidates, X_train, k, self._rng)
         keep = ~np.isin(order, far)
         rest = order[keep]
         head = self.batch_size - len(far)

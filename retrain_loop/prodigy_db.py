@@ -62,12 +62,6 @@ class ProdigyStore:
                 out.append((eg.get("_input_hash"), accept[0]))
         return out
 
-    def answered_input_hashes(self, dataset: str) -> set[int]:
-        return {eg.get("_input_hash") for eg in self.get(dataset)}
-
-    def count(self, dataset: str) -> int:
-        return len(self.get(dataset))
-
 
 def _verdict(eg: dict[str, Any]) -> tuple:
     return eg.get("answer"), tuple(eg.get("accept") or ())

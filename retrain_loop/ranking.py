@@ -42,6 +42,11 @@ class Ranking:
         ranking._order, ranking._n_sorted, ranking._jitter = order, n_sorted, jitter
         return ranking
 
+    @property
+    def scored(self) -> bool:
+        """Whether a model scored these rows (False for the cold-start order)."""
+        return self._utility is not None and self._proba is not None
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -59,7 +64,7 @@ class Ranking:
 
     def scores(self, j: int) -> tuple[float, np.ndarray] | None:
         """Utility and probabilities of the ``j``-th row to serve; None before a model exists."""
-        if self._utility is None or self._proba is None:
+        if not self.scored:
             return None
         p = self.position(j)
         return float(self._utility[p]), self._proba[p]

@@ -105,11 +105,7 @@ def sort_by(utility: np.ndarray, jitter: np.ndarray, head: int | None = None
 
 def top_k(utility: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """The k best positions, best first, without sorting the whole array."""
-    n = utility.shape[0]
-    if k >= n:
-        return rank(utility, rng)
-    part = np.argpartition(-utility, k - 1)[:k]
-    return part[rank(utility[part], rng)]
+    return sort_by(utility, rng.random(utility.shape[0]), head=max(k, 1))[0][:k]
 
 
 def prefer_label(utility: np.ndarray, proba: np.ndarray, label_index: int) -> np.ndarray:
@@ -171,26 +167,28 @@ def coverage_order(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
 
 
 def farthest_first(
-    candidates: np.ndarray, labelled: np.ndarray, k: int, rng: np.random.Generator,
+    X: np.ndarray, rows: np.ndarray, labelled: np.ndarray, k: int, rng: np.random.Generator,
     max_rows: int = 20_000,
 ) -> np.ndarray:
-    """Positions of k candidates far from every labelled row and from each other.
+    """Positions in ``rows`` of k rows of X far from every labelled row and from each other.
 
     Margin sampling only weighs the labels a model has seen: a label missing from the answers
     has probability 0 everywhere, and rows of it are never uncertain, so they are never asked
     about. Rows far from everything labelled are where such a label hides.
     """
-    n = candidates.shape[0]
+    n = rows.shape[0]
     k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    # Distances cost rows x labels; a sample of each finds far rows just as well.
+    # Distances cost rows x labels; a sample of each finds far rows just as well. Sampling the
+    # row numbers before indexing X keeps a large pool from being copied.
     sample = np.arange(n) if n <= max_rows else np.sort(rng.choice(n, max_rows, replace=False))
     ref = labelled if len(labelled) <= 2_000 else labelled[rng.choice(len(labelled), 2_000,
                                                                       replace=False)]
-    scale = candidates[sample].std(axis=0)
+    C = X[rows[sample]]
+    scale = C.std(axis=0)
     scale[scale == 0] = 1.0
-    C = candidates[sample] / scale
+    C = C / scale
     nearest = _nearest_distance(C, ref / scale) if len(ref) else np.full(len(sample), np.inf)
     picks = []
     for _ in range(k):

@@ -10,6 +10,7 @@ from retrain_loop.strategies import (
     StrategyError,
     coverage_order,
     entropy,
+    farthest_first,
     get_strategy,
     least_confident,
     margin,
@@ -186,3 +187,13 @@ def test_coverage_order_k_at_or_beyond_n(k):
                          ids=["all-equal", "two-distinct"])
 def test_coverage_order_duplicate_rows_still_permutation(X):
     assert is_permutation(coverage_order(X, 6, rng()), 10)
+
+
+def test_farthest_first_finds_rows_far_from_the_labelled_ones_among_the_given_rows():
+    gen = rng()
+    X = np.vstack([gen.normal(0, 1, (300, 2)), [[40.0, 40.0]], [[-40.0, 40.0]]]).astype(np.float32)
+    labelled = X[:20]
+    rows = np.arange(10, 302)  # positions are into this subset, not into X
+    picks = farthest_first(X, rows, labelled, 2, gen)
+    assert sorted(rows[picks].tolist()) == [300, 301]
+    assert farthest_first(X, rows[:0], labelled, 2, gen).size == 0
