@@ -16,8 +16,14 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+# Older radicli and plac (what Prodigy builds recipe command lines with) go beside the venv, one
+# folder each, for the recipe's command-line tests to put first on PYTHONPATH.
+$(VENV)/.installed-dev: $(VENV)/.installed tests/prodigy_cli_versions.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -rf $(VENV)/compat
+	for spec in $$(grep -v '^#' tests/prodigy_cli_versions.txt); do \
+		$(BIN)/python -m pip install --quiet --no-deps --target "$(VENV)/compat/$$(echo $$spec | sed 's/==/-/')" "$$spec" || exit 1; \
+	done
 	touch $@
 
 install: $(VENV)/.installed

@@ -6,105 +6,148 @@ A thin layer over ``retrain_loop.loop.Engine``: Prodigy pulls tasks from the eng
 queue, saves the answers in its own database, and calls ``update``, which refits the engine from
 every answer in the dataset. Installed as ``retrain_loop.recipes.retrain_loop`` and registered
 under the ``prodigy_recipes`` entry point; ``-F recipes/retrain_loop.py`` loads it from a checkout.
-"""
 
-from __future__ import annotations
+Prodigy builds the recipe's command line from the function's annotations: with radicli from
+v1.12, with plac before. Both read the annotations as written, so this module must not use
+``from __future__ import annotations`` or ``X | None`` in the recipe's signature, and every option
+has a short flag (plac gives an option without one only a single-dash name, ``-view``).
+"""
 
 import base64
 import html
 import math
 import mimetypes
+import threading
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Dict, List, Optional
 
-from retrain_loop.loop import Engine
+from retrain_loop.loop import UPDATE_MODES, Engine
+from retrain_loop.models import MODELS
 from retrain_loop.pool import load_pool
 from retrain_loop.prodigy_db import ProdigyStore
+from retrain_loop.strategies import STRATEGIES
 
 # One Prodigy server is one annotator stream for the engine. Prodigy hands rows out and keeps
 # them until they are answered, so the engine's lease on them never expires.
 SESSION = "prodigy"
+VIEWS = ("colour", "record", "image")
+# A task keeps the pool row's own columns under this key. At the top level, a column called
+# text, label, spans or width would mean something to Prodigy's interfaces.
+FIELDS = "fields"
+# What a task takes from the engine; the row's own columns go under FIELDS.
+_TASK_KEYS = ("_input_hash", "_task_hash", "options", "accept", "meta")
 
-# name: (help, positional, short flag, type). Built into Prodigy's Arg (v1.12+) or plac tuples.
-ARGS: dict[str, tuple[str, bool, str | None, type]] = {
-    "dataset": ("Dataset to save answers to", True, None, str),
-    "source": ("Pool file of rows to label (JSONL or CSV)", True, None, str),
-    "label": ("Comma-separated labels, e.g. red,green,blue", False, "l", str),
-    "features": ("Comma-separated feature columns (default: all numeric)", False, "f", str),
-    "id_column": ("Column holding each row's id", False, None, str),
-    "model": ("lightgbm, logreg, forest, nb, sgd, or module:callable", False, "m", str),
-    "strategy": ("margin, least_confident, entropy or random", False, "s", str),
-    "view": ("How a row looks: colour, record or image", False, None, str),
-    "batch_size": ("Tasks per batch, and so per refit", False, "b", int),
-    "prefer": ("Favour rows likely to be this label but still uncertain", False, None, str),
-    "explore": ("Share of each batch picked at random", False, None, float),
-    "update": ("refit (from scratch) or incremental (partial_fit)", False, None, str),
-    "seed": ("Random seed", False, None, int),
-    "model_out": ("Where on_exit saves the model (default: DATASET.model.skops)", False, None, str),
+
+def split_string(value: Any) -> Optional[List[str]]:
+    """``"red, green,blue"`` -> ``["red", "green", "blue"]``; a list passes through."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    items = [str(v).strip() for v in items if str(v).strip()]
+    return items or None
+
+
+# name: (help, short flag or None for a positional argument, converter or None)
+ARGS: Dict[str, tuple] = {
+    "dataset": ("Dataset to save answers to", None, None),
+    "source": ("Pool file of rows to label (JSONL or CSV)", None, None),
+    "label": ("Comma-separated labels, e.g. red,green,blue", "l", split_string),
+    "features": ("Comma-separated feature columns (default: all numeric)", "f", split_string),
+    "id_column": ("Column holding each row's id", "i", None),
+    "model": (f"{', '.join(MODELS)}, or module:callable", "m", None),
+    "strategy": (", ".join(STRATEGIES), "s", None),
+    "view": (f"How a row looks: {', '.join(VIEWS)}", "v", None),
+    "batch_size": ("Tasks per batch, and so per refit", "b", None),
+    "prefer": ("Favour rows likely to be this label but still uncertain", "p", None),
+    "explore": ("Share of each batch picked at random, 0 to 1", "e", None),
+    "update": (f"{' or '.join(UPDATE_MODES)}: from scratch, or partial_fit", "u", None),
+    "seed": ("Random seed", "S", None),
+    "model_out": ("Where the model is saved on exit (default: DATASET.model.skops)", "o", None),
 }
 
 
-def _recipe_decorator():
-    try:
-        from prodigy.core import Arg, recipe
+def _register(name: str) -> Callable[[Callable], Callable]:
+    """Register with Prodigy as ``name``: radicli ``Arg`` (v1.12+) or plac tuples (older)."""
 
-        def arg(name: str, help: str, positional: bool, short: str | None, kind: type):
-            if positional:
-                return Arg(help=help)
-            flags = ["--" + name.replace("_", "-")] + (["-" + short] if short else [])
-            return Arg(*flags, help=help)
-    except ImportError:  # Prodigy before 1.12: plac annotations
-        from prodigy import recipe
+    def register(func: Callable) -> Callable:
+        try:
+            from prodigy.core import Arg, recipe
+        except ImportError:  # Prodigy before 1.12
+            from prodigy import recipe
 
-        def arg(name: str, help: str, positional: bool, short: str | None, kind: type):
-            return (help, "positional" if positional else "option", short, kind)
+            hints = typing.get_type_hints(func)
+            args = {
+                key: (help, "positional", None, _plain(hints[key])) if short is None
+                else (help, "option", short, converter or _plain(hints[key]))
+                for key, (help, short, converter) in ARGS.items()
+            }
+        else:
+            args = {
+                key: Arg(help=help) if short is None
+                else Arg("--" + key.replace("_", "-"), "-" + short, help=help, converter=converter)
+                for key, (help, short, converter) in ARGS.items()
+            }
+        return recipe(name, **args)(func)
 
-    return recipe("retrain.loop", **{name: arg(name, *spec) for name, spec in ARGS.items()})
+    return register
 
 
-@_recipe_decorator()
+def _plain(hint: Any) -> Any:
+    """``Optional[int]`` -> ``int``: plac wants the type that converts the text."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+
+
+@_register("retrain.loop")
 def retrain_loop(
     dataset: str,
     source: str,
-    label: str = "",
-    features: str | None = None,
+    label: Optional[List[str]] = None,
+    features: Optional[List[str]] = None,
     id_column: str = "id",
     model: str = "lightgbm",
     strategy: str = "margin",
     view: str = "record",
     batch_size: int = 10,
-    prefer: str | None = None,
+    prefer: Optional[str] = None,
     explore: float = 0.0,
     update: str = "refit",
     seed: int = 0,
-    model_out: str | None = None,
-) -> dict[str, Any]:
+    model_out: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Label rows of numbers (colours, measurements, feature vectors) with active learning:
+    refit a model on every answer after each batch and ask next about the rows it is least
+    sure of."""
     from prodigy.components.db import connect
 
-    pool = load_pool(source, features=_split(features), id_column=id_column)
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
+    pool = load_pool(source, features=split_string(features), id_column=id_column)
     engine = Engine(
-        pool, ProdigyStore(connect()), dataset, _split(label) or [], model=model,
+        pool, ProdigyStore(connect()), dataset, split_string(label) or [], model=model,
         strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer, seed=seed,
         update=update, background=False, lease_seconds=math.inf,
     )
-    render = _renderer(view, pool.features, pool.path.parent)
     model_path = Path(model_out or f"{dataset}.model.skops")
 
-    def stream():
-        # One task per pull, so every pull sees the ranking of the latest refit.
-        while tasks := engine.get_questions(SESSION, 1):
-            yield render(tasks[0])
-
-    def on_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    def on_answers(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
         engine.update([_ours(engine, eg) for eg in answers if _in_pool(engine, eg)], SESSION)
         stats = engine.stats()
         return {"round": stats["model_round"], "n_annotations": stats["n_annotations"],
                 "n_train": stats["history"][-1]["n_train"] if stats["history"] else 0,
                 "error": stats["last_error"]}
 
-    def validate_answer(eg: dict[str, Any]) -> None:
+    def validate_answer(eg: Dict[str, Any]) -> None:
         if eg.get("answer") == "accept" and len(eg.get("accept") or []) != 1:
             raise ValueError("Choose one label, or skip the task.")
+
+    def before_db(examples: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        # The image view sends the picture inline; the database keeps the path, as Prodigy's
+        # own image recipes do, instead of a copy of every image in every answer.
+        for eg in examples:
+            path = (eg.get(FIELDS) or {}).get("image")
+            if isinstance(eg.get("image"), str) and eg["image"].startswith("data:") and path:
+                eg["image"] = path
+        return examples
 
     def progress(ctrl: Any = None, update_return_value: Any = None) -> float:
         stats = engine.stats()
@@ -120,9 +163,11 @@ def retrain_loop(
 
     return {
         "dataset": dataset,  # where Prodigy saves the answers
-        "stream": stream(),  # lazy: each pull takes the top of the current ranked queue
+        # one task per pull, from the top of the current ranking
+        "stream": TaskStream(engine, _renderer(engine, view, pool.path.parent)),
         "update": on_answers,  # refit from every answer in the dataset, then rescore
         "validate_answer": validate_answer,  # an accept must carry exactly one label
+        "before_db": before_db,  # image answers keep the path, not the picture
         "progress": progress,  # share of the pool answered
         "on_exit": on_exit,  # save the last good model
         "view_id": "blocks",
@@ -136,61 +181,83 @@ def retrain_loop(
     }
 
 
-def _split(value: str | None) -> list[str] | None:
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    return items or None
+class TaskStream:
+    """The stream Prodigy pulls from: one task per pull, from the top of the current ranking.
+
+    One task at a time, so every pull sees the ranking of the latest refit. An iterator object
+    rather than a generator, because several sessions' requests may pull at once and a generator
+    refuses a second caller while the first runs ("generator already executing").
+    """
+
+    def __init__(self, engine: Engine, render: Callable[[Dict[str, Any]], Dict[str, Any]]):
+        self.engine = engine
+        self.render = render
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __iter__(self) -> "TaskStream":
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        with self._lock:
+            tasks = [] if self._done else self.engine.get_questions(SESSION, 1)
+            if not tasks:
+                self._done = True  # an iterator that ended stays ended
+                raise StopIteration
+        return self.render(tasks[0])
 
 
-def _in_pool(engine: Engine, eg: dict[str, Any]) -> bool:
+def _in_pool(engine: Engine, eg: Dict[str, Any]) -> bool:
     # A dataset may hold answers from other recipes; they are not this engine's to learn from.
     return engine.pool.index_of(eg.get("_input_hash")) is not None
 
 
-def _ours(engine: Engine, eg: dict[str, Any]) -> dict[str, Any]:
+def _ours(engine: Engine, eg: Dict[str, Any]) -> Dict[str, Any]:
     # Prodigy may re-hash a task; the engine knows the row by its input hash and checks the
     # task hash it issued, so restore that.
     index = engine.pool.index_of(eg["_input_hash"])
     return dict(eg, _task_hash=engine.task_hash(index))
 
 
-def _blocks(view: str) -> list[dict[str, Any]]:
+def _blocks(view: str) -> List[Dict[str, Any]]:
     first = {"view_id": "image"} if view == "image" else {"view_id": "html"}
     return [first, {"view_id": "choice", "text": None}]
 
 
-def _renderer(view: str, features: list[str], root: Path):
-    if view not in ("colour", "record", "image"):
-        raise ValueError(f"unknown view {view!r}: use colour, record or image")
-
-    def render(task: dict[str, Any]) -> dict[str, Any]:
-        task = dict(task)
+def _renderer(engine: Engine, view: str,
+              root: Path) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    def render(task: Dict[str, Any]) -> Dict[str, Any]:
+        out = {key: task[key] for key in _TASK_KEYS}
+        # The row as the pool file has it: a column may share a name with what the engine adds.
+        row = engine.pool.tasks[engine.pool.index_of(task["_input_hash"])]
+        fields = {key: value for key, value in row.items() if key != "_input_hash"}
+        out[FIELDS] = fields
         if view == "colour":
-            task["html"] = _swatch(task)
+            out["html"] = _swatch(fields)
         elif view == "image":
-            task["image"] = _image_src(task.get("image"), root)
+            out["image"] = _image_src(fields.get("image"), root)
         else:
-            task["html"] = _table(task)
-        return task
+            out["html"] = _table(fields)
+        return out
 
     return render
 
 
-def _swatch(task: dict[str, Any]) -> str:
-    if all(isinstance(task.get(c), (int, float)) for c in "rgb"):
-        colour = "#{:02x}{:02x}{:02x}".format(*(max(0, min(255, round(task[c]))) for c in "rgb"))
+def _swatch(fields: Dict[str, Any]) -> str:
+    if all(isinstance(fields.get(c), (int, float)) for c in "rgb"):
+        colour = "#{:02x}{:02x}{:02x}".format(*(max(0, min(255, round(fields[c]))) for c in "rgb"))
     else:
-        colour = str(task.get("hex") or task.get("color") or "#000000")
+        colour = str(fields.get("hex") or fields.get("color") or "#000000")
     colour = html.escape(colour, quote=True)
     return (f'<div style="width:240px;height:240px;margin:0 auto;border-radius:8px;'
             f'background:{colour}"></div><p style="text-align:center">{colour}</p>')
 
 
-def _table(task: dict[str, Any]) -> str:
+def _table(fields: Dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
         f"<td>{html.escape(str(v))}</td></tr>"
-        for k, v in task.items()
-        if not k.startswith("_") and k not in ("options", "accept", "meta", "html")
+        for k, v in fields.items()
     )
     return f"<table style='margin:0 auto'>{rows}</table>"
 

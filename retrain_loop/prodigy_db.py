@@ -22,11 +22,14 @@ class ProdigyStore:
         self._lock = threading.Lock()
 
     def _read(self, dataset: str) -> list[dict[str, Any]]:
-        reader = getattr(self.db, "get_dataset_examples", None) or self.db.get_dataset
-        try:
-            return list(reader(dataset) or [])
-        except (KeyError, ValueError):  # some versions raise for a dataset that does not exist yet
+        # On a first run the recipe reads before Prodigy has made the dataset, and what a read
+        # of a missing dataset does (an empty list, None, or which error) differs between
+        # versions and databases. ``name in db`` is the documented test; an error reading a
+        # dataset that exists is a real failure and is raised.
+        if dataset not in self.db:
             return []
+        reader = getattr(self.db, "get_dataset_examples", None) or self.db.get_dataset
+        return list(reader(dataset) or [])
 
     def add(self, dataset: str, examples: list[dict[str, Any]]) -> int:
         """Remember answers handed to ``update``; returns how many this store had not been given.

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import RGB, rgb_label, rgb_rows, write_jsonl
-from prodigy_standin import Prodigy, run_controller
+from prodigy_standin import Controller, Database, Prodigy, check_task, run_controller
 
 RECIPE_FILE = Path(__file__).resolve().parent.parent / "recipes" / "retrain_loop.py"
 MODULE = "retrain_loop.recipes.retrain_loop"
@@ -39,6 +39,11 @@ def pool_file(tmp_path):
     return write_jsonl(tmp_path / "pool.jsonl", rgb_rows(400, seed=5))
 
 
+def truth(task):
+    """The known label of a task the recipe served: the row's own columns are under fields."""
+    return rgb_label(task["fields"])
+
+
 def held_out_accuracy(model, n=600):
     rows = rgb_rows(n, seed=77)
     X = np.array([[r["r"], r["g"], r["b"]] for r in rows], dtype=np.float32)
@@ -61,24 +66,12 @@ def test_components_match_prodigys_contract(prodigy, pool_file):
     assert c["progress"](None, None) == 0.0
 
 
-def test_arguments_use_arg_in_new_prodigy(prodigy, pool_file):
-    load_recipe(prodigy)
-    args = prodigy.recipes["retrain.loop"][1]
-    assert type(args["dataset"]).__name__ == "Arg" and args["dataset"].flags == ()
-    assert args["label"].flags == ("--label", "-l")
-    assert args["batch_size"].flags == ("--batch-size", "-b")
-    assert {"prefer", "explore", "update", "view", "strategy", "model", "features"} <= set(args)
-
-
-def test_older_prodigy_gets_plac_tuples_and_get_dataset(pool_file):
+def test_older_prodigy_reads_with_get_dataset(pool_file):
     old = Prodigy(with_arg=False, old_db=True).install()
     try:
         recipe = load_recipe(old)
-        args = old.recipes["retrain.loop"][1]
-        assert args["dataset"] == ("Dataset to save answers to", "positional", None, str)
-        assert args["label"][1:3] == ("option", "l")
         c = recipe("old", str(pool_file), label="red,green,blue", features="r,g,b", batch_size=10)
-        run_controller(c, old.db, rgb_label, n_batches=3)
+        run_controller(c, old.db, truth, n_batches=3)
         assert old.db.reads > 0  # read through get_dataset, the only reader it has
         assert c["update"]([])["n_train"] == 30
     finally:
@@ -102,7 +95,7 @@ def test_controller_run_serves_each_row_once_and_refits_on_the_whole_dataset(pro
             c["on_exit"](None)
             models.append(load_model(model_path))
 
-    served = run_controller(c, prodigy.db, rgb_label, n_batches=12, on_update=after_update)
+    served = run_controller(c, prodigy.db, truth, n_batches=12, on_update=after_update)
     hashes = [t["_input_hash"] for t in served]
     assert len(hashes) == len(set(hashes)) == 130  # 12 answered + 1 prefetched, none twice
     assert set(hashes) <= _pool_hashes(pool_file)
@@ -122,7 +115,7 @@ def test_controller_run_serves_each_row_once_and_refits_on_the_whole_dataset(pro
 def test_a_restarted_recipe_skips_answered_rows_and_learns_from_them(prodigy, pool_file):
     recipe = load_recipe(prodigy)
     c = recipe("colours", str(pool_file), label="red,green,blue", features="r,g,b", batch_size=10)
-    run_controller(c, prodigy.db, rgb_label, n_batches=4)
+    run_controller(c, prodigy.db, truth, n_batches=4)
     answered = prodigy.db.get_input_hashes("colours")
     again = recipe("colours", str(pool_file), label="red,green,blue", features="r,g,b",
                    batch_size=10)
@@ -136,7 +129,7 @@ def test_answers_the_database_has_not_seen_yet_still_count(prodigy, pool_file):
     recipe = load_recipe(prodigy)
     c = recipe("colours", str(pool_file), label="red,green,blue", features="r,g,b", batch_size=5)
     batch = [next(c["stream"]) for _ in range(5)]
-    answers = [dict(t, answer="accept", accept=[rgb_label(t)]) for t in batch]
+    answers = [dict(t, answer="accept", accept=[truth(t)]) for t in batch]
     # Whether Prodigy saves before or after update is not documented: update must not care.
     result = c["update"](answers)
     assert result["n_annotations"] == 5
@@ -167,7 +160,7 @@ def test_recipe_and_server_make_the_same_first_refit(prodigy, pool_file, serve):
     recipe = load_recipe(prodigy)
     c = recipe("colours", str(pool_file), label="red,green,blue", features="r,g,b",
                model="logreg", batch_size=10, seed=3)
-    served = run_controller(c, prodigy.db, rgb_label, n_batches=1)
+    served = run_controller(c, prodigy.db, truth, n_batches=1)
     recipe_next = [next(c["stream"]) for _ in range(10)]
 
     url = serve(rgb_rows(400, seed=5), RGB, features=["r", "g", "b"], batch_size=10, seed=3)
@@ -210,7 +203,7 @@ def test_incremental_update_in_the_recipe(prodigy, pool_file):
     c = load_recipe(prodigy)("ds", str(pool_file), label="red,green,blue", features="r,g,b",
                              model="nb", update="incremental", batch_size=10)
     updates = []
-    run_controller(c, prodigy.db, rgb_label, n_batches=5, on_update=updates.append)
+    run_controller(c, prodigy.db, truth, n_batches=5, on_update=updates.append)
     assert [u["round"] for u in updates] == [1, 2, 3, 4, 5]
 
 
@@ -218,3 +211,187 @@ def _pool_hashes(pool_file):
     from retrain_loop.pool import load_pool
 
     return set(load_pool(pool_file).input_hashes.tolist())
+
+
+# -- answers of every kind, batches ahead, several sessions ------------------------------------
+
+def every_kind(task):
+    """Accept the true label, reject with and without a choice, skip, or accept nothing."""
+    kind = task["_input_hash"] % 5
+    if kind == 0:
+        return {"answer": "reject", "accept": [truth(task)]}
+    if kind == 1:
+        return {"answer": "reject", "accept": []}
+    if kind == 2:
+        return {"answer": "ignore", "accept": []}
+    if kind == 3:
+        return {"answer": "accept", "accept": []}  # validate_answer refuses it; the user skips
+    return truth(task)
+
+
+def test_answers_of_every_kind(prodigy, pool_file):
+    c = load_recipe(prodigy)("ds", str(pool_file), label="red,green,blue", features="r,g,b",
+                             model="logreg", batch_size=10)
+    controller = Controller(c, prodigy.db)
+    served = controller.session(every_kind, n_batches=10)
+    saved = prodigy.db.datasets["ds"]
+    assert len(saved) == 100 and len({eg["_input_hash"] for eg in saved}) == 100
+    kinds = [eg["_input_hash"] % 5 for eg in saved]
+    # The empty accepts were refused by validate_answer and saved as skips instead.
+    assert len(controller.refused) == kinds.count(3) > 0
+    assert all("one label" in message for _, message in controller.refused)
+    assert {eg["answer"] for eg in saved} == {"accept", "reject", "ignore"}
+    # Only accepted answers teach the model, and each refit learned from all of them so far.
+    accepted = [sum(k == 4 for k in kinds[: 10 * (i + 1)]) for i in range(10)]
+    assert [u["n_train"] for u in controller.updates][-5:] == accepted[-5:]
+    assert served and len(served) == 110
+    assert controller.updates[-1]["n_train"] == kinds.count(4)
+    assert controller.updates[-1]["n_annotations"] == 100
+    assert all(u["error"] is None for u in controller.updates)
+
+
+def test_batches_pulled_two_ahead(prodigy, pool_file):
+    c = load_recipe(prodigy)("ds", str(pool_file), label="red,green,blue", features="r,g,b",
+                             model="logreg", batch_size=8)
+    controller = Controller(c, prodigy.db)
+    served = controller.session(truth, n_batches=6, ahead=2)
+    hashes = [t["_input_hash"] for t in served]
+    assert len(hashes) == len(set(hashes)) == 8 * (6 + 2)  # answered plus two batches in flight
+    assert [u["n_train"] for u in controller.updates] == [8 * (i + 1) for i in range(6)]
+    # A batch pulled after a refit was ranked by that refit's model.
+    rounds = [t["meta"]["round"] for t in served]
+    assert rounds == sorted(rounds) and rounds[-1] >= 4
+
+
+def test_two_sessions_at_once_never_get_the_same_row(prodigy, tmp_path):
+    pool = write_jsonl(tmp_path / "pool.jsonl", rgb_rows(2000, seed=9))
+    c = load_recipe(prodigy)("ds", str(pool), label="red,green,blue", features="r,g,b",
+                             model="logreg", batch_size=5)
+    controller = Controller(c, prodigy.db)
+    served = controller.sessions(truth, n_batches=12, names=("alice", "bob", "carol"))
+    every = [t["_input_hash"] for tasks in served.values() for t in tasks]
+    assert len(every) == len(set(every)) == 3 * 5 * 13
+    saved = prodigy.db.datasets["ds"]
+    assert len(saved) == 3 * 5 * 12
+    assert {eg["_session_id"] for eg in saved} == {"ds-alice", "ds-bob", "ds-carol"}
+    assert c["update"]([])["n_train"] == 3 * 5 * 12
+    assert all(u["error"] is None for u in controller.updates)
+
+
+def test_the_stream_serves_each_row_once_when_pulled_from_many_threads(prodigy, tmp_path):
+    import threading
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", rgb_rows(1200, seed=4))
+    c = load_recipe(prodigy)("ds", str(pool), label="red,green,blue", features="r,g,b")
+    stream, start, pulled, errors = c["stream"], threading.Barrier(4), [], []
+
+    def pull():
+        start.wait()
+        try:
+            for task in stream:
+                pulled.append(task["_input_hash"])
+        except Exception as e:  # noqa: BLE001 - e.g. "generator already executing"
+            errors.append(e)
+
+    threads = [threading.Thread(target=pull) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(pulled) == len(set(pulled)) == 1200
+    assert next(stream, None) is None  # an ended stream stays ended
+
+
+# -- what a task holds -------------------------------------------------------------------------
+
+def test_pool_columns_named_like_prodigy_fields_stay_under_fields(prodigy, tmp_path):
+    rows = [{"id": f"r{i}", "x": float(i), "y": float(i % 7), "text": f"row {i}", "label": i % 3,
+             "spans": "none", "width": "wide", "html": "<b>raw</b>", "meta": "m", "options": 1}
+            for i in range(60)]
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    c = load_recipe(prodigy)("ds", str(pool), label="low,high", features="x,y", batch_size=10)
+    controller = Controller(c, prodigy.db)  # checks every task against the interfaces
+    served = controller.session(lambda t: "low" if t["fields"]["x"] < 30 else "high", 3)
+    for task in served:
+        assert set(task) == {"_input_hash", "_task_hash", "options", "accept", "meta", "html",
+                             "fields"}
+        row = rows[int(task["fields"]["id"][1:])]
+        assert task["fields"] == row
+        assert "&lt;b&gt;raw&lt;/b&gt;" in task["html"] and "wide" in task["html"]
+    assert controller.updates[-1]["n_train"] == 30
+
+
+@pytest.mark.parametrize("field, value", [("label", 3), ("spans", "none"), ("width", "wide"),
+                                          ("text", ["a"]), ("meta", "m")])
+def test_the_interface_check_refuses_a_field_prodigy_reads_differently(field, value):
+    task = {"html": "<p>x</p>", "options": [{"id": "a", "text": "a"}], "accept": []}
+    check_task(task, "blocks", {"blocks": [{"view_id": "html"}, {"view_id": "choice"}]})
+    with pytest.raises(ValueError, match=field):
+        check_task(dict(task, **{field: value}), "blocks",
+                   {"blocks": [{"view_id": "html"}, {"view_id": "choice"}]})
+
+
+def test_the_interface_check_wants_what_each_interface_shows():
+    config = {"blocks": [{"view_id": "image"}, {"view_id": "choice"}]}
+    with pytest.raises(ValueError, match="image"):
+        check_task({"options": [{"id": "a", "text": "a"}], "accept": []}, "blocks", config)
+    with pytest.raises(ValueError, match="names no option"):
+        check_task({"image": "a.png", "options": [{"id": "a", "text": "a"}], "accept": ["b"]},
+                   "blocks", config)
+    with pytest.raises(ValueError, match="label"):
+        check_task({"text": "t"}, "classification", {})
+
+
+def test_image_view_saves_the_path_not_the_picture(prodigy, tmp_path):
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(30):
+        (tmp_path / "img" / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes([i]) * 64)
+        rows.append({"id": str(i), "image": f"img/{i}.png", "brightness": float(i)})
+    pool = write_jsonl(tmp_path / "pool.jsonl", rows)
+    c = load_recipe(prodigy)("ds", str(pool), label="dark,light", features="brightness",
+                             view="image", batch_size=5)
+    assert [b["view_id"] for b in c["config"]["blocks"]] == ["image", "choice"]
+    controller = Controller(c, prodigy.db)
+    served = controller.session(
+        lambda t: "dark" if t["fields"]["brightness"] < 15 else "light", n_batches=3)
+    assert all(t["image"].startswith("data:image/png;base64,") for t in served)
+    saved = prodigy.db.datasets["ds"]
+    assert len(saved) == 15
+    assert all(eg["image"] == f"img/{eg['fields']['id']}.png" for eg in saved)
+    # The hashes Prodigy saved are the ones served: swapping the image back changed neither.
+    by_hash = {t["_input_hash"]: t["_task_hash"] for t in served}
+    assert all(by_hash[eg["_input_hash"]] == eg["_task_hash"] for eg in saved)
+    assert controller.updates[-1]["n_train"] == 15
+
+
+# -- the database --------------------------------------------------------------------------------
+
+class DoesNotExist(Exception):
+    """What an ORM raises for a row that is not there."""
+
+
+@pytest.mark.parametrize("missing", [None, KeyError, ValueError, LookupError, DoesNotExist])
+def test_the_first_run_on_a_new_dataset_works_whatever_the_database_raises(pool_file, missing):
+    stand_in = Prodigy(missing=missing).install()
+    try:
+        c = load_recipe(stand_in)("new", str(pool_file), label="red,green,blue",
+                                  features="r,g,b", batch_size=10)
+        controller = Controller(c, stand_in.db)  # Prodigy adds the dataset once c is returned
+        controller.session(truth, n_batches=2)
+        assert [u["n_train"] for u in controller.updates] == [10, 20]
+    finally:
+        stand_in.uninstall()
+        sys.modules.pop(MODULE, None)
+
+
+def test_an_error_reading_an_existing_dataset_is_not_hidden(prodigy, pool_file):
+    class Broken(Database):
+        def get_dataset_examples(self, name):
+            raise RuntimeError("database is locked")
+
+    prodigy.db.__class__ = Broken
+    prodigy.db.add_dataset("ds")
+    with pytest.raises(RuntimeError, match="locked"):
+        load_recipe(prodigy)("ds", str(pool_file), label="red,green,blue", features="r,g,b")
