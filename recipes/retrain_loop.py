@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from retrain_loop.loop import UPDATE_MODES, Engine
-from retrain_loop.models import MODELS
+from retrain_loop.models import DEFAULT_MODEL, MODELS
 from retrain_loop.pool import load_pool
 from retrain_loop.prodigy_db import ProdigyStore
 from retrain_loop.strategies import STRATEGIES
@@ -104,7 +104,7 @@ def retrain_loop(
     label: Optional[List[str]] = None,
     features: Optional[List[str]] = None,
     id_column: str = "id",
-    model: str = "lightgbm",
+    model: str = DEFAULT_MODEL,
     strategy: str = "margin",
     view: str = "record",
     batch_size: int = 10,

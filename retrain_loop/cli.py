@@ -14,7 +14,7 @@ import click
 
 from . import __version__
 from .loop import UPDATE_MODES, AnswerError, Engine, EngineError
-from .models import MODELS, ModelError
+from .models import DEFAULT_MODEL, MODELS, ModelError
 from .offline import OfflineError
 from .persist import ModelFileError
 from .pool import PoolError, load_pool
@@ -61,6 +61,14 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
+def model_option(command):
+    """``--model``, the same on every command that fits one."""
+    return click.option(
+        "--model", default=DEFAULT_MODEL, show_default=True,
+        help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable.",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="retrain-loop")
 def main() -> None:
@@ -73,8 +81,7 @@ def main() -> None:
 @click.option("--label", "labels", required=True, help="Comma-separated labels, e.g. red,green,blue.")
 @click.option("--features", help="Comma-separated feature columns (default: all numeric columns).")
 @click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
-@click.option("--model", default="lightgbm", show_default=True,
-              help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable.")
+@model_option
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="margin", show_default=True)
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, help="SQLite file for answers.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -170,8 +177,7 @@ def _offline_options(command):
                      help="Comma-separated feature columns (default: all numeric columns)."),
         click.option("--id-column", default="id", show_default=True,
                      help="Column holding each row's id."),
-        click.option("--model", default="lightgbm", show_default=True,
-                     help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable."),
+        model_option,
         click.option("--seed", default=0, show_default=True, type=int),
     ]
     for option in reversed(options):
@@ -329,8 +335,7 @@ def _summary_table(summary: list[dict]) -> str:
 @click.option("--strategy", "strategies", type=click.Choice(list(STRATEGIES)), multiple=True,
               default=("margin", "random"), show_default=True,
               help="Strategy to compare; repeat the option for several.")
-@click.option("--model", default="logreg", show_default=True,
-              help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable.")
+@model_option
 @click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1),
               help="Runs per strategy, each with its own test split (seeds 0..N-1).")
 @click.option("--batch-size", default=10, show_default=True, type=click.IntRange(min=1))

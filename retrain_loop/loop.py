@@ -22,7 +22,7 @@ from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
 from .hashing import task_hash
-from .models import ModelError, label_probabilities, make_model
+from .models import DEFAULT_MODEL, ModelError, describe, label_probabilities, make_model
 from .pool import Pool
 from .ranking import Ranking
 from .store import ANSWERS, AnnotationStore, session_id
@@ -77,7 +77,7 @@ class Engine:
         dataset: str,
         labels: list[str],
         *,
-        model: str | Any = "lightgbm",
+        model: str | Any = DEFAULT_MODEL,
         strategy: str = "margin",
         batch_size: int = 10,
         explore: float = 0.0,
@@ -560,6 +560,8 @@ class Engine:
             "per_label": {label: outcomes.get(label, 0) for label in self.labels},
             "answers": {a: outcomes.get(f"_{a}", 0) for a in ("reject", "ignore")}
             | {"accept": sum(outcomes.get(label, 0) for label in self.labels)},
+            "model": self.model_spec,
+            "learner": describe(self.model_),  # what the model in use is, e.g. auto's members
             "model_round": self.round,
             "last_refit_ms": round(self.last_refit_ms, 2) if self.last_refit_ms else None,
             "last_timings": {k: round(v, 2) for k, v in self.last_timings.items()},

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from .auto import auto_model
+
 
 class ModelError(ValueError):
     """A model spec that cannot be resolved, or an estimator that cannot serve this loop."""
@@ -114,6 +116,7 @@ def sgd_model(seed: int = 0) -> BaseEstimator:
 
 
 MODELS: dict[str, Callable[..., BaseEstimator]] = {
+    "auto": auto_model,  # the default: see auto.py
     "lightgbm": lightgbm_model,
     "logreg": logreg_model,
     "forest": forest_model,
@@ -122,7 +125,11 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
 }
 
 
-def make_model(spec: str = "lightgbm", seed: int = 0) -> BaseEstimator:
+# The one default of every host: serve, score, train, simulate, the recipe and the Engine.
+DEFAULT_MODEL = "auto"
+
+
+def make_model(spec: str = DEFAULT_MODEL, seed: int = 0) -> BaseEstimator:
     """Build the prototype estimator for a spec and check that it can serve the loop.
 
     ``spec`` is a name from ``MODELS``, ``package.module:callable`` or ``path/to/file.py:callable``.
@@ -140,6 +147,17 @@ def make_model(spec: str = "lightgbm", seed: int = 0) -> BaseEstimator:
         )
     check_estimator(estimator, spec)
     return estimator
+
+
+def describe(estimator: Any) -> str | None:
+    """What a fitted model is, in a few words, for the stats and the page."""
+    if estimator is None:
+        return None
+    own = getattr(estimator, "describe", None)
+    if callable(own):
+        return str(own())
+    steps = getattr(estimator, "steps", None)  # a Pipeline: name its last step
+    return type(steps[-1][1] if steps else estimator).__name__
 
 
 def label_probabilities(estimator: Any, X: np.ndarray, n_labels: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.base import clone
 
 from .loop import Engine
-from .models import label_probabilities
+from .models import DEFAULT_MODEL, label_probabilities
 from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
 from .pool import Pool, PoolError, load_pool
 from .store import AnnotationStore
@@ -140,7 +140,7 @@ def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *
 
 
 def train(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
-          out: str | Path, *, model: str = "lightgbm", seed: int = 0) -> dict[str, Any]:
+          out: str | Path, *, model: str = DEFAULT_MODEL, seed: int = 0) -> dict[str, Any]:
     """Fit on every answer, estimate accuracy by cross-validation, save; returns the metadata."""
     engine = fitted_engine(pool, store, dataset, labels, model=model, seed=seed)
     try:

@@ -39,7 +39,7 @@ _META_ENTRY = "retrain_loop.json"
 # Distribution names whose versions are recorded: a model may not load, or may predict
 # differently, under another scikit-learn or LightGBM.
 _VERSIONED = ("retrain-loop", "scikit-learn", "lightgbm", "numpy", "skops")
-_TRUSTED_PACKAGES = ("sklearn", "lightgbm", "retrain_loop.models", "numpy")
+_TRUSTED_PACKAGES = ("sklearn", "lightgbm", "retrain_loop.models", "retrain_loop.auto", "numpy")
 # numpy also has classes that open or map files when constructed (memmap, DataSource), so only
 # the kinds that fitted estimators hold are trusted from it.
 _NUMPY_KINDS = (np.generic, np.dtype, np.random.Generator, np.random.BitGenerator,

@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 from .loop import Engine
-from .models import label_probabilities, make_model
+from .models import DEFAULT_MODEL, label_probabilities, make_model
 from .pool import Pool
 from .store import AnnotationStore
 
@@ -71,7 +71,7 @@ def run(
     labels: Sequence[str],
     *,
     strategy: str = "margin",
-    model: str = "logreg",
+    model: str = DEFAULT_MODEL,
     seed: int = 0,
     batch_size: int = 10,
     initial: int = 10,
@@ -131,7 +131,7 @@ def simulate(
     labels: Sequence[str],
     *,
     strategies: Sequence[str] = ("margin", "random"),
-    model: str = "logreg",
+    model: str = DEFAULT_MODEL,
     seeds: Sequence[int] = range(5),
     on_round: Callable[[], None] | None = None,
     **settings: Any,

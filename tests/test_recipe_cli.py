@@ -25,7 +25,7 @@ COLOURS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink",
            "black", "white"]
 EXPECTED = {"dataset": "colours", "source": "demo/colours.jsonl", "label": COLOURS,
             "features": ["r", "g", "b"], "view": "colour", "batch_size": 10,
-            "id_column": "id", "model": "lightgbm", "strategy": "margin", "prefer": None,
+            "id_column": "id", "model": "auto", "strategy": "margin", "prefer": None,
             "explore": 0.0, "update": "refit", "seed": 0, "model_out": None}
 EVERY_OPTION = ("ds pool.csv --label a,b --features x,y --id-column key --model logreg "
                 "--strategy entropy --view record --batch-size 5 --prefer a --explore 0.25 "

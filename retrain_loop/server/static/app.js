@@ -550,6 +550,8 @@
     if (!s || typeof s !== "object") return;
     el.statsTotal.textContent = s.n_annotations !== undefined ? String(s.n_annotations) : "–";
     el.statsRound.textContent = s.model_round !== undefined ? String(s.model_round) : "–";
+    el.statsLearner.textContent = s.learner ? String(s.model) + ": " + String(s.learner) :
+      (s.model ? String(s.model) + " (no model yet)" : "–");
     el.statsRefitMs.textContent = fmtMs(s.last_refit_ms);
     if (s.n_remaining !== undefined && s.n_remaining !== null) {
       clearChildren(el.statsRemaining);
@@ -740,7 +742,7 @@
       "dataset", "model-info", "session", "unsaved", "save", "error-banner", "error-text", "error-dismiss",
       "loading", "task", "swatch-wrap", "swatch", "swatch-hex", "record", "record-body", "image-wrap",
       "image", "guess", "labels", "accept", "skip", "undo", "hint", "done", "done-undo", "stats-total",
-      "stats-round", "stats-refit-ms", "stats-remaining", "refitting", "stats-error", "per-label", "curve",
+      "stats-round", "stats-learner", "stats-refit-ms", "stats-remaining", "refitting", "stats-error", "per-label", "curve",
     ].forEach(function (id) {
       var camel = id.replace(/-([a-z])/g, function (_, c) { return c.toUpperCase(); });
       el[camel] = $(id);
