@@ -42,16 +42,20 @@ demo: $(VENV)/.installed $(DEMO_DIR)/colours.jsonl
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+$(VENV)/.installed-bench: $(VENV)/.installed-bench
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 # Each script rewrites its own section of BENCHMARKS.md; the learning suite also redraws
 # docs/bench/*.png and runs the peers (modAL, scikit-activeml) in scripts/peers/.venv.
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-bench
 	$(BIN)/python scripts/bench_refit.py
 	$(BIN)/python scripts/bench_latency.py
 	$(BIN)/python scripts/bench_learning.py
 
 # The same benchmarks in a few minutes; bench_learning.py --short writes its report under
 # bench_results/ so that it never replaces the committed learning curves.
-bench-short: $(VENV)/.installed-dev
+bench-short: $(VENV)/.installed-bench
 	$(BIN)/python scripts/bench_refit.py --repeats 3
 	$(BIN)/python scripts/bench_latency.py --short
 	$(BIN)/python scripts/bench_learning.py --short

@@ -29,10 +29,12 @@ from .store import ANSWERS, AnnotationStore, session_id
 from .strategies import (
     coverage_order,
     farthest_first,
+    feature_scale,
     get_strategy,
     mix_random,
     prefer_label,
     sort_by,
+    spread_near_copies,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class Engine:
         background: bool = True,
         update: str = "refit",
         discover: float = 0.2,
+        distinct: float = 0.01,
         cold_start_size: int | None = None,
         threads: int = 1,
     ):
@@ -127,6 +130,10 @@ class Engine:
         if not 0.0 <= discover <= 1.0:
             raise EngineError(f"discover must be between 0 and 1, got {discover}")
         self.discover = discover
+        if distinct < 0:
+            raise EngineError(f"distinct must be at least 0, got {distinct}")
+        self.distinct = distinct  # how close two rows are to count as copies (0: never)
+        self._scale: np.ndarray | None = None  # feature spreads, for telling copies apart
         self._fed: set[tuple[int, str]] = set()  # (input_hash, label) pairs given to partial_fit
         self.threads = threads
         self.cold_start_size = cold_start_size or max(5 * batch_size, 50)
@@ -442,6 +449,11 @@ class Engine:
         else:  # a round serves its head; the rest is sorted only if someone reads that far
             order, n_sorted = sort_by(utility, jitter, head=max(50 * self.batch_size, 1000))
         order, n_sorted = self._with_discovery(order, n_sorted, candidates, X_train, y_train)
+        if self.distinct > 0 and self.strategy != "random":  # the baseline stays pure
+            if self._scale is None:
+                self._scale = feature_scale(self.pool.X)
+            order = spread_near_copies(order, n_sorted, self.pool.X, candidates, self._scale,
+                                       window=5 * self.batch_size, tol=self.distinct)
         ranking = Ranking.partial(candidates, utility, proba, self.round + 1, order, n_sorted,
                                   jitter)
         with self._lock:

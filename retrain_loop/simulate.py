@@ -79,6 +79,7 @@ def run(
     test_size: float = 0.3,
     update: str = "refit",
     discover: float = 0.2,
+    distinct: float = 0.01,
     on_round: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One labelling run; returns its learning curve, one row per refit."""
@@ -92,7 +93,7 @@ def run(
     store = AnnotationStore(None)
     engine = Engine(pool, store, "simulation", list(labels), model=model, strategy=strategy,
                     batch_size=batch_size, seed=seed, background=False, update=update,
-                    discover=discover)
+                    discover=discover, distinct=distinct)
     curve: list[dict[str, Any]] = []
 
     def answer(indices: Sequence[int]) -> None:

@@ -117,6 +117,47 @@ def prefer_label(utility: np.ndarray, proba: np.ndarray, label_index: int) -> np
     return utility * proba[:, label_index]
 
 
+def feature_scale(X: np.ndarray, sample: int = 20_000) -> np.ndarray:
+    """Each feature's standard deviation, from up to ``sample`` rows; 1 where it is 0 or NaN.
+
+    The sample is drawn with its own fixed seed, so it changes no engine's random stream.
+    """
+    rows = X
+    if len(X) > sample:
+        rows = X[np.sort(np.random.default_rng(0).choice(len(X), sample, replace=False))]
+    scale = np.asarray(rows, dtype=np.float64).std(axis=0)
+    scale[~(scale > 0)] = 1.0
+    return scale
+
+
+def spread_near_copies(order: np.ndarray, n_sorted: int, X: np.ndarray, rows: np.ndarray,
+                       scale: np.ndarray, window: int, tol: float = 0.01) -> np.ndarray:
+    """Keep one of each set of near-identical rows among the first ``window`` of ``order``.
+
+    Margin sampling gives copies of a row the same utility, so a batch can fill with one
+    question asked ten times. A row is a near copy of one ranked above it when their distance,
+    with features scaled by ``scale``, is at most ``tol`` standard deviations per feature
+    (``tol * sqrt(n_features)``). Near copies move to the end of the window, in their order; the
+    first ``n_sorted`` positions stay a permutation of themselves, so the caller's head is intact.
+    ``rows[order[j]]`` is the pool row of position ``j``.
+    """
+    size = min(window, n_sorted, len(order))
+    if size < 2 or tol <= 0:
+        return order
+    head = order[:size]
+    Z = X[rows[head]].astype(np.float64) / scale
+    sq = np.einsum("ij,ij->i", Z, Z)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (Z @ Z.T)
+    close = d2 <= (tol * tol) * Z.shape[1]
+    keep = np.ones(size, dtype=bool)
+    for i in range(1, size):
+        if close[i, :i][keep[:i]].any():
+            keep[i] = False
+    if keep.all():
+        return order
+    return np.concatenate([head[keep], head[~keep], order[size:]])
+
+
 def mix_random(
     order: np.ndarray, share: float, batch_size: int, rng: np.random.Generator
 ) -> np.ndarray:

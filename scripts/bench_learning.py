@@ -1,55 +1,58 @@
-"""Learning curves: how many labels each strategy of the serving engine needs on real small data.
+"""The label-efficiency suite: every learner, margin against random, on ten real datasets.
 
-    python scripts/bench_learning.py [--short] [--no-peers] [--datasets iris,digits]
-                                     [--models logreg] [--seeds 10] [--out BENCHMARKS.md]
+    python scripts/bench_learning.py [--short] [--no-peers] [--jobs 2] [--datasets iris,digits]
+                                     [--models auto,logreg] [--seeds 5] [--out BENCHMARKS.md]
 
 Every run is ``retrain_loop.simulate.run``: the engine that serves annotators, answered by an
-oracle that knows the labels, refitting after every batch. The datasets are scikit-learn's
-bundled iris, wine, breast_cancer and digits, and the colour demo (2,000 colours from
-``scripts/make_colour_pool.py``) named by ``scripts/colour_oracle.py``, the xkcd colour survey
-reduced to twelve basic terms. Strategies margin, least_confident, entropy and random; models
-logreg and lightgbm; batch 10, 10 random initial labels, a budget of 300 labels (or the pool),
-30% of each dataset held out, stratified, per seed.
+oracle that knows the labels, refitting after every batch. The datasets are in
+``scripts/learning_datasets.py``: real tabular data shipped inside installed packages
+(scikit-learn, matplotlib's xkcd colours, palmerpenguins, vega_datasets, statsmodels), binary and
+multiclass, 150 to 6,366 rows. Models: ``auto`` and every named single learner; strategies margin
+and random (``margin_all_copies`` is margin without the near-copy filter, to measure it); batch
+10, 10 random initial labels, a budget of 300 labels (or the pool), 30% of each dataset held
+out, stratified, per seed.
 
 Each (dataset, model) writes ``bench_results/learning/<dataset>-<model>/`` (curves.csv,
-summary.csv, curves.png) and a small copy of the plot for the docs. When the peer runner
-``scripts/peers/run_peers.py`` exists, modAL and scikit-activeml run the same protocol on the same
-splits in their own venv (``scripts/peers/setup.sh``), into ``bench_results/learning/peers/``.
+summary.csv, curves.png). When the peer environment builds (``scripts/peers/setup.sh``),
+modAL's margin sampling runs the same protocol with the same learner on the same splits, into
+``bench_results/learning/peers/``.
 
 The full run rewrites the "Learning curves" and "Peers side by side" sections of BENCHMARKS.md,
-with plots in ``docs/bench/``. ``--short`` (2 seeds, budget 100, logreg everywhere and lightgbm on
-iris and the colours) is a smoke run: it writes ``bench_results/learning/short/BENCHMARKS.md`` so
-that it never replaces the committed numbers, unless ``--out`` says otherwise.
+with one plot per dataset in ``docs/bench/``. ``--short`` (2 seeds, budget 100, auto and logreg)
+is a smoke run: it writes ``bench_results/learning/short/BENCHMARKS.md`` so that it never
+replaces the committed numbers, unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from benchmarks_md import machine, write_section
+from learning_datasets import DATASETS as LOADERS
+from learning_datasets import load as load_dataset
 
 from retrain_loop import simulate
+from retrain_loop.models import MODELS as LEARNERS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench_results" / "learning"
 PEERS_DIR = ROOT / "scripts" / "peers"
 PEERS_PYTHON = PEERS_DIR / ".venv" / "bin" / "python"
-DATASETS = ("iris", "wine", "breast_cancer", "digits", "colours")
-PEER_DATASETS = ("iris", "wine", "breast_cancer", "digits")  # the runner has no colour oracle
-MODELS = ("logreg", "lightgbm")
-STRATEGIES = ("margin", "least_confident", "entropy", "random")
-# LightGBM rounds cost 10-20x logreg's; in the short run it goes only where it matters most.
-SHORT_LIGHTGBM = ("iris", "colours")
+DATASETS = tuple(LOADERS)
+MODELS = tuple(LEARNERS)
+STRATEGIES = ("margin", "random")
+ALL_STRATEGIES = ("margin", "least_confident", "entropy", "random", "margin_all_copies")
+SHORT_MODELS = ("auto", "logreg")
 LEARNING = "## Learning curves"
 # AULC differences below this are called a match: seed-to-seed spread is of that order.
 TIE = 0.005
@@ -61,6 +64,7 @@ class Settings:
     seeds: int
     budget: int
     strategies: tuple[str, ...] = STRATEGIES
+    copies_check: tuple[str, ...] = ("auto",)  # models also run without the near-copy filter
     batch_size: int = 10
     initial: int = 10
     test_size: float = 0.3
@@ -74,29 +78,8 @@ FULL = Settings(seeds=10, budget=300)
 SHORT = Settings(seeds=2, budget=100)
 
 
-def _colour_oracle():
-    spec = importlib.util.spec_from_file_location("colour_oracle",
-                                                  ROOT / "scripts" / "colour_oracle.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features, label indices and labels. The sklearn sets keep their own target order, as the
-    peer runner does, so both get the same splits."""
-    if name == "colours":
-        return _colour_oracle().colour_pool(2000, 0)
-    from sklearn import datasets
-
-    bunch = getattr(datasets, f"load_{name}")()
-    return (np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64),
-            [str(n) for n in bunch.target_names])
-
-
 def plan(datasets: list[str], models: list[str], short: bool) -> list[tuple[str, str]]:
-    return [(d, m) for m in models for d in datasets
-            if not short or m != "lightgbm" or d in SHORT_LIGHTGBM]
+    return [(d, m) for m in models for d in datasets if not short or m in SHORT_MODELS]
 
 
 # -- our runs ------------------------------------------------------------------------------------
@@ -107,10 +90,17 @@ def run_ours(dataset: str, model: str, settings: Settings, out_dir: Path,
     X, y, labels = load_dataset(dataset)
     started = time.perf_counter()
     curves: list[dict[str, Any]] = []
+    strategies = settings.strategies
+    if model in settings.copies_check and "margin" in strategies:
+        strategies = (*strategies, "margin_all_copies")
     for seed in range(settings.seeds):
-        for strategy in settings.strategies:
-            curves += simulate.run(X, y, labels, strategy=strategy, model=model, seed=seed,
-                                   **settings.run_kwargs())
+        for strategy in strategies:
+            # margin_all_copies: margin with the near-copy filter off, to measure the filter.
+            run = simulate.run(X, y, labels, strategy=strategy.removesuffix("_all_copies"),
+                               model=model, seed=seed,
+                               distinct=0.0 if strategy.endswith("_all_copies") else 0.01,
+                               **settings.run_kwargs())
+            curves += [dict(r, strategy=strategy) for r in run]
     full = {seed: simulate.full_data_accuracy(X, y, len(labels), model=model, seed=seed,
                                               test_size=settings.test_size)
             for seed in range(settings.seeds)}
@@ -175,6 +165,7 @@ def setup_peers() -> str | None:
 def run_peer(dataset: str, model: str, settings: Settings, out_dir: Path,
              timeout: float) -> dict[str, Any]:
     command = [str(PEERS_PYTHON), str(PEERS_DIR / "run_peers.py"), "--dataset", dataset,
+               "--strategies", "modal_margin",
                "--model", model, "--seeds", str(settings.seeds),
                "--batch-size", str(settings.batch_size), "--initial", str(settings.initial),
                "--budget", str(settings.budget), "--test-size", str(settings.test_size),
@@ -234,7 +225,7 @@ def verdict(result: dict[str, Any]) -> str:
 def _colour_note() -> str:
     from collections import Counter
 
-    oracle = _colour_oracle()
+    import colour_oracle as oracle
     from matplotlib.colors import XKCD_COLORS
 
     _, y, labels = oracle.colour_pool(2000, 0)
@@ -317,7 +308,7 @@ def learning_section(results: list[dict], settings: Settings, short: bool, image
               "| dataset | model | runs | rounds | wall (s) | s per round, all in |",
               "|---|---|---:|---:|---:|---:|"]
     for r in results:
-        runs = settings.seeds * len(settings.strategies)
+        runs = len({(c["strategy"], c["seed"]) for c in r["curves"]})
         lines.append(f"| {r['dataset']} | {r['model']} | {runs} | {r['rounds']} | "
                      f"{r['wall_s']:.1f} | {r['wall_s'] / r['rounds']:.3f} |")
     total = sum(r["wall_s"] for r in results)
@@ -381,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--seeds", type=int, help=f"default {FULL.seeds} ({SHORT.seeds} short)")
     parser.add_argument("--budget", type=int, help=f"default {FULL.budget} ({SHORT.budget} short)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs at once, each in its own process (AULC is unaffected; the "
+                             "s/round column is then measured with the cores shared)")
     parser.add_argument("--out", type=Path, help="Markdown file for the sections (default "
                         "BENCHMARKS.md; bench_results/learning/short/BENCHMARKS.md with --short)")
     args = parser.parse_args(argv)
@@ -388,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in args.models.split(",") if m]
     strategies = tuple(s for s in args.strategies.split(",") if s)
     for name, given, known in (("dataset", datasets, DATASETS), ("model", models, MODELS),
-                               ("strategy", strategies, STRATEGIES)):
+                               ("strategy", strategies, ALL_STRATEGIES)):
         unknown = [g for g in given if g not in known]
         if unknown or not given:
             parser.error(f"unknown {name} {unknown}: use some of {', '.join(known)}")
@@ -402,14 +396,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     results = []
-    for dataset, model in plan(datasets, models, args.short):
-        r = run_ours(dataset, model, settings, results_dir / f"{dataset}-{model}",
-                     image_dir / f"{dataset}-{model}.png")
-        results.append(r)
-        line = "  ".join(f"{s['strategy']} {s['aulc']:.3f}/{_labels_to(s['labels_to_95pct'])}"
-                         for s in r["summary"])
-        print(f"{dataset}-{model}: {r['wall_s']:.1f} s  AULC/labels to 95%: {line}",
-              file=sys.stderr)
+    jobs = [(dataset, model, settings, results_dir / f"{dataset}-{model}",
+             image_dir / f"{dataset}-{model}.png")
+            for dataset, model in plan(datasets, models, args.short)]
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        runs = pool.map(run_ours, *zip(*jobs)) if args.jobs > 1 else map(run_ours, *zip(*jobs))
+        for r in runs:
+            results.append(r)
+            line = "  ".join(f"{s['strategy']} {s['aulc']:.3f}/"
+                             f"{_labels_to(s['labels_to_95pct'])}" for s in r["summary"])
+            print(f"{r['dataset']}-{r['model']}: {r['wall_s']:.1f} s  AULC/labels to 95%: "
+                  f"{line}", file=sys.stderr)
     ours_s = time.perf_counter() - started
     write_section(out, LEARNING, learning_section(results, settings, args.short, image_dir, out))
     print(f"ours: {ours_s:.0f} s; wrote {out}", file=sys.stderr)
@@ -419,12 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     if note is None:
         # A peer run that hangs must not stall the suite: far above the measured times.
         timeout = 600 if args.short else 3600
-        for r in results:
-            key = (r["dataset"], r["model"])
-            if r["dataset"] in PEER_DATASETS:
-                peers[key] = run_peer(*key, settings,
-                                      results_dir / "peers" / f"{key[0]}-{key[1]}", timeout)
-                status = peers[key].get("error") or f"{peers[key]['wall_s']:.1f} s"
+        keys = [(r["dataset"], r["model"]) for r in results]
+        with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            done = pool.map(run_peer, *zip(*[(*key, settings, results_dir / "peers" /
+                                               f"{key[0]}-{key[1]}", timeout) for key in keys]))
+            for key, peer in zip(keys, done):
+                peers[key] = peer
+                status = peer.get("error") or f"{peer['wall_s']:.1f} s"
                 print(f"peers {key[0]}-{key[1]}: {status}", file=sys.stderr)
     else:
         print(f"peers skipped: {note}", file=sys.stderr)

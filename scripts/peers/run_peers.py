@@ -37,7 +37,6 @@ from threadpoolctl import threadpool_limits
 from retrain_loop.models import make_model
 from retrain_loop.simulate import CURVE_COLUMNS, evaluate, initial_set, split
 
-DATASETS = ("iris", "wine", "breast_cancer", "digits")
 PEERS = ("modal_margin", "modal_uncertainty_batch", "skactiveml_margin", "skactiveml_badge",
          "skactiveml_typiclust")
 DEFAULT_STRATEGIES = ("modal_margin", "modal_uncertainty_batch", "skactiveml_margin",
@@ -49,20 +48,11 @@ MISSING = -1  # scikit-activeml's missing-label marker here: labels are class in
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features, class indices and the class names (as strings) of a bundled scikit-learn set.
+    """Features, class indices and class names: the suite's own loader, so the splits match."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from learning_datasets import load
 
-    ``y`` is the dataset's own target (an index into its ``target_names``), so the labels keep
-    the dataset's order; a run of ours on the same X, y and labels gets the same splits.
-    """
-    from sklearn import datasets
-
-    loaders = {"iris": datasets.load_iris, "wine": datasets.load_wine,
-               "breast_cancer": datasets.load_breast_cancer, "digits": datasets.load_digits}
-    if name not in loaders:
-        raise SystemExit(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
-    bunch = loaders[name]()
-    return (np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64),
-            [str(n) for n in bunch.target_names])
+    return load(name)
 
 
 # -- samplers: fit on all labels, then pick the next batch, with each library's own API --------
@@ -218,7 +208,8 @@ def run_ours(X: np.ndarray, y: np.ndarray, labels: list[str], *, strategy: str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--dataset", required=True,
+                        help="a dataset of scripts/learning_datasets.py")
     parser.add_argument("--model", default="logreg",
                         help="a retrain_loop model: logreg, lightgbm, ... (make_model)")
     parser.add_argument("--seeds", type=int, default=5, help="runs with seeds 0..N-1")
