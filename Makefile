@@ -42,7 +42,7 @@ demo: $(VENV)/.installed $(DEMO_DIR)/colours.jsonl
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
-$(VENV)/.installed-bench: $(VENV)/.installed-bench
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
@@ -50,8 +50,10 @@ $(VENV)/.installed-bench: $(VENV)/.installed-bench
 # docs/bench/*.png and runs the peers (modAL, scikit-activeml) in scripts/peers/.venv.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python scripts/bench_refit.py
+	$(BIN)/python scripts/bench_refit.py --versus
 	$(BIN)/python scripts/bench_latency.py
-	$(BIN)/python scripts/bench_learning.py
+	$(BIN)/python scripts/bench_learning.py --jobs 2
+	$(BIN)/python scripts/learning_report.py
 
 # The same benchmarks in a few minutes; bench_learning.py --short writes its report under
 # bench_results/ so that it never replaces the committed learning curves.

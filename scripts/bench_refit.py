@@ -1,6 +1,7 @@
 """Time one refit round on the colour demo against the bare model on the same data.
 
     python scripts/bench_refit.py [--repeats 7] [--out BENCHMARKS.md]
+    python scripts/bench_refit.py --versus [--repeats 5]    # auto's round against forest's
 
 A round is what the server does after each batch: read every answer from SQLite, fit a fresh
 clone of the model, rescore the open rows, rank them and swap the queue. The floor is
@@ -38,6 +39,9 @@ PROTOTYPES = np.array([
     [130, 50, 170], [240, 140, 190], [120, 70, 30], [128, 128, 128], [15, 15, 15], [245, 245, 245],
 ], dtype=np.float32)
 SECTION = "## Refit round"
+VERSUS = "## auto against forest: refit round"
+# (labels, pool rows): the sizes the default learner's cost is held to.
+VERSUS_SIZES = ((300, 10_000), (1_000, 100_000))
 # Built once, as the engine does: building a controller inspects every loaded library.
 THREADS = ThreadpoolController()
 
@@ -90,13 +94,87 @@ def bench(n_labels: int, repeats: int, model: str, workdir: Path) -> dict:
             "error": engine.last_error}
 
 
+def _blobs(n_rows: int, n_features: int = 20, n_labels: int = 5, seed: int = 0):
+    """A pool of Gaussian clusters that overlap: a learnable, not trivial, labelling job."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=1.5, size=(n_labels, n_features))
+    y = rng.integers(0, n_labels, n_rows)
+    return (centres[y] + rng.normal(size=(n_rows, n_features))).astype(np.float32), y
+
+
+def versus(n_labels: int, n_rows: int, repeats: int, workdir: Path) -> dict:
+    """The same answers and pool under auto and under forest, rounds timed in alternation."""
+    import json
+
+    X, y = _blobs(n_rows)
+    labels = [f"c{i}" for i in range(y.max() + 1)]
+    path = workdir / f"blobs-{n_rows}.jsonl"
+    with path.open("w") as f:
+        for i, row in enumerate(X.tolist()):
+            f.write(json.dumps({"id": i, **{f"x{j}": v for j, v in enumerate(row)}}) + "\n")
+    pool = load_pool(path)
+    store = AnnotationStore(workdir / f"versus-{n_rows}.db")
+    engines = {m: Engine(pool, store, "blobs", labels, model=m, background=False)
+               for m in ("auto", "forest")}
+    picked = np.random.default_rng(1).choice(n_rows, n_labels, replace=False)
+    engines["auto"].update([{"_input_hash": int(pool.input_hashes[i]),
+                             "_task_hash": engines["auto"].task_hash(int(i)),
+                             "answer": "accept", "accept": [labels[y[i]]]} for i in picked], "b")
+    times: dict[str, list[float]] = {m: [] for m in engines}
+    for _ in range(repeats):
+        for model, engine in engines.items():
+            start = time.perf_counter()
+            engine.refit()
+            times[model].append(time.perf_counter() - start)
+    for engine in engines.values():
+        engine.close()
+    store.close()
+    ms = {m: statistics.median(t) * 1000 for m, t in times.items()}
+    return {"labels": n_labels, "rows": n_rows, "auto_ms": ms["auto"], "forest_ms": ms["forest"],
+            "ratio": ms["auto"] / ms["forest"],
+            "timings": {m: e.last_timings for m, e in engines.items()}}
+
+
+def main_versus(repeats: int, out: Path) -> int:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_labels, n_rows in VERSUS_SIZES:
+            r = versus(n_labels, n_rows, repeats, Path(tmp))
+            results.append(r)
+            print(f"labels={n_labels} rows={n_rows}: auto {r['auto_ms']:.0f} ms, forest "
+                  f"{r['forest_ms']:.0f} ms, ratio {r['ratio']:.2f}; {r['timings']}",
+                  file=sys.stderr)
+    lines = [
+        VERSUS, "",
+        ("A refit round of the default learner `auto` (standardised logistic regression, a "
+         "random forest and extra-trees of 100 trees each, soft vote) against one of `forest` "
+         "(200 trees) on the same answers and pool: Gaussian clusters, 20 features, 5 labels. "
+         "Rounds alternate between the two engines; median of "
+         f"{repeats}. `python scripts/bench_refit.py --versus`. Target: at most 1.5x."),
+        "",
+        machine(),
+        "",
+        "| labels | pool rows | auto round (ms) | forest round (ms) | auto / forest |",
+        "|---:|---:|---:|---:|---:|",
+        *(f"| {r['labels']} | {r['rows']:,} | {r['auto_ms']:.0f} | {r['forest_ms']:.0f} | "
+          f"{r['ratio']:.2f} |" for r in results),
+    ]
+    write_section(out, VERSUS, "\n".join(lines))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--versus", action="store_true",
+                        help="time auto's round against forest's at 300 x 10k and 1k x 100k")
     parser.add_argument("--labels", default="50,100,200,500,1000")
-    parser.add_argument("--models", default="lightgbm,logreg")
+    parser.add_argument("--models", default="auto,lightgbm,logreg")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
+    if args.versus:
+        return main_versus(args.repeats, args.out)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):

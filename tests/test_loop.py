@@ -296,3 +296,41 @@ def test_a_label_with_no_answers_gets_looked_for(make_engine, discover, finds_c)
     assert ("c" in groups) is finds_c
     if finds_c:
         assert groups.count("c") == 2  # a fifth of the batch; the rest is still margin
+
+
+def answer_rows(engine, ids):
+    """Answers for the rows with these ids, whether served or not."""
+    out = []
+    for i, task in enumerate(engine.pool.tasks):
+        if task["id"] in ids:
+            out.append(dict(task, _task_hash=engine.task_hash(i), answer="accept",
+                            accept=[rgb_label(task)]))
+    return out
+
+
+@pytest.mark.parametrize("distinct", [0.01, 0.0])
+def test_a_batch_takes_one_of_a_set_of_near_copies(tmp_path, make_engine, distinct):
+    rows = rgb_rows(300, seed=3)
+    taught = {r["id"] for r in rows[:30]}
+    # Where the model trained on these answers is least sure, put thirty near copies of a row.
+    probe = make_engine(rows, features=["r", "g", "b"], batch_size=10, db_path=tmp_path / "p.db")
+    probe.update(answer_rows(probe, taught), "s")
+    assert probe.wait_idle(30)
+    top = probe.get_questions("s", 1)[0]
+    copies = [dict(top, id=f"copy{i}", b=top["b"] + (i % 2) * 0.001) for i in range(30)]
+    (tmp_path / "pool.jsonl").unlink()
+    engine = make_engine(rows + [{k: v for k, v in c.items() if not k.startswith("_") and
+                                  k not in ("options", "accept", "meta")} for c in copies],
+                         features=["r", "g", "b"], batch_size=10, distinct=distinct)
+    engine.update(answer_rows(engine, taught), "s")
+    assert engine.wait_idle(30) and engine.round == 1
+    batch = engine.get_questions("s")
+    n_copies = sum(t["id"].startswith("copy") or t["id"] == top["id"] for t in batch)
+    assert n_copies == (1 if distinct else 10)
+
+
+def test_distinct_must_not_be_negative(make_engine):
+    from retrain_loop.loop import EngineError
+
+    with pytest.raises(EngineError, match="distinct"):
+        make_engine(rgb_rows(20), features=["r", "g", "b"], distinct=-1)

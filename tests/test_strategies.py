@@ -11,6 +11,7 @@ from retrain_loop.strategies import (
     coverage_order,
     entropy,
     farthest_first,
+    feature_scale,
     get_strategy,
     least_confident,
     margin,
@@ -18,6 +19,7 @@ from retrain_loop.strategies import (
     prefer_label,
     random,
     rank,
+    spread_near_copies,
     top_k,
 )
 
@@ -197,3 +199,36 @@ def test_farthest_first_finds_rows_far_from_the_labelled_ones_among_the_given_ro
     picks = farthest_first(X, rows, labelled, 2, gen)
     assert sorted(rows[picks].tolist()) == [300, 301]
     assert farthest_first(X, rows[:0], labelled, 2, gen).size == 0
+
+
+# -- near copies ---------------------------------------------------------------------------------
+
+def test_spread_near_copies_keeps_the_first_of_each_set_and_moves_the_rest_down():
+    X = np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 0.001], [9.0, 1.0], [5.0, 5.0], [3.0, 3.0]])
+    rows = np.arange(len(X))
+    order = np.array([0, 2, 1, 4, 3, 5])  # copies of row 0 and of row 1 ranked right below them
+    scale = feature_scale(X)
+    out = spread_near_copies(order, len(order), X, rows, scale, window=6)
+    assert out.tolist() == [0, 1, 3, 5, 2, 4]
+    assert sorted(out.tolist()) == sorted(order.tolist())
+
+
+def test_spread_near_copies_leaves_distinct_rows_and_the_tail_alone():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    order = np.random.default_rng(1).permutation(40)
+    out = spread_near_copies(order, 20, X, np.arange(40), feature_scale(X), window=10)
+    assert out.tolist() == order.tolist()
+    X[order[5]] = X[order[1]]  # a copy inside the window; one past the window stays
+    X[order[15]] = X[order[2]]
+    out = spread_near_copies(order, 20, X, np.arange(40), feature_scale(X), window=10)
+    assert out[:9].tolist() == [*order[:5], *order[6:10]] and out[9] == order[5]
+    assert out[10:].tolist() == order[10:].tolist()
+    # tol=0 is off; a looser tolerance takes rows that differ a little.
+    assert spread_near_copies(order, 20, X, np.arange(40), feature_scale(X), 10,
+                              tol=0).tolist() == order.tolist()
+
+
+def test_feature_scale_is_one_for_constant_features():
+    X = np.c_[np.arange(10.0), np.full(10, 3.0)]
+    scale = feature_scale(X)
+    assert scale[1] == 1.0 and scale[0] == pytest.approx(np.arange(10.0).std())
