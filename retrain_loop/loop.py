@@ -45,6 +45,7 @@ _THREADS = ThreadpoolController()
 # Pools larger than this are scored in slices of this many rows (see Engine._predict); 16k-64k
 # measured alike at 1M rows, 16k-32k best at 100k.
 _SLICE = 32_768
+_DISCOVERY_ROUNDS = 5  # rounds that look for missing labels before giving up
 
 
 class EngineError(ValueError):
@@ -130,6 +131,7 @@ class Engine:
         if not 0.0 <= discover <= 1.0:
             raise EngineError(f"discover must be between 0 and 1, got {discover}")
         self.discover = discover
+        self._discovery_rounds = 0  # rounds that gave part of their head to far rows
         if distinct < 0:
             raise EngineError(f"distinct must be at least 0, got {distinct}")
         self.distinct = distinct  # how close two rows are to count as copies (0: never)
@@ -499,8 +501,12 @@ class Engine:
         missing = np.bincount(y_train, minlength=len(self.labels)) == 0
         k = round(self.discover * self.batch_size)
         # The random strategy is the baseline that others are measured against; keep it pure.
-        if not missing.any() or k == 0 or len(order) <= k or self.strategy == "random":
+        # A label still missing after a few rounds of far rows is rare rather than far away
+        # (Seattle's snow days); more far rows would only spend labels, so the search stops.
+        if (not missing.any() or k == 0 or len(order) <= k or self.strategy == "random"
+                or self._discovery_rounds >= _DISCOVERY_ROUNDS):
             return order, n_sorted
+        self._discovery_rounds += 1
         far = farthest_first(self.pool.X, candidates, X_train, k, self._rng)
         keep = ~np.isin(order, far)
         rest = order[keep]

@@ -4,8 +4,8 @@
 
 Nothing is downloaded: scikit-learn's bundled sets, the colour demo named by the xkcd survey in
 matplotlib (``scripts/colour_oracle.py``), Palmer penguins (palmerpenguins), vega_datasets' local
-files and statsmodels' bundled datasets. Rows with a missing value are dropped. Each loader
-returns features (float64), label indices and the labels, in a fixed order.
+files and statsmodels' bundled datasets. Rows with a missing value are dropped. ``load``
+returns features (float64), label indices and the labels, rows in a fixed shuffled order.
 """
 
 from __future__ import annotations
@@ -105,7 +105,16 @@ DATASETS: dict[str, Callable[[], Dataset]] = {
 
 
 def load(name: str) -> Dataset:
-    return DATASETS[name]()
+    """The dataset with its rows in a fixed random order.
+
+    Some files are sorted by their label (statsmodels' fair lists every affair first, Seattle's
+    weather runs by date through the seasons). A strategy that breaks ties by row position
+    would then pick by label: modAL's argmax takes the first of equal scores, and on fair's many
+    identical rows that meant the minority class first. Shuffled, position says nothing.
+    """
+    X, y, labels = DATASETS[name]()
+    order = np.random.default_rng(12345).permutation(len(y))
+    return X[order], y[order], labels
 
 
 def main() -> None:

@@ -72,6 +72,7 @@ def _labels(summary: dict, budget: int) -> tuple[int, str]:
 
 def report(data: dict, image: Path, out: Path) -> str:
     datasets = [d for d in DATASETS if (d, DEFAULT_MODEL) in data]
+    seeds = len({r["seed"] for r in data[(datasets[0], DEFAULT_MODEL)]["curves"]})
     rows, checks = [], {"beats": [], "best": [], "peer": []}
     ours_labels, random_labels = [], []
     for d in datasets:
@@ -113,7 +114,7 @@ def report(data: dict, image: Path, out: Path) -> str:
     lines = [
         SECTION, "",
         ("Default settings: the `auto` learner, margin sampling with the near-copy filter, batches "
-         "of 10 after 10 random labels, up to 300 labels, 5 seeds (each its own stratified 30% "
+         f"of 10 after 10 random labels, up to 300 labels, {seeds} seeds (each its own stratified 30% "
          "test split), on the ten datasets of `scripts/learning_datasets.py`. Single learners "
          "run the same margin loop; modAL's margin runs the same splits, initial labels and "
          "learner in `scripts/peers/`. `python scripts/bench_learning.py --jobs 2` then "
@@ -147,7 +148,7 @@ def report(data: dict, image: Path, out: Path) -> str:
         "",
         f"![auto: margin against random on every dataset]({_rel(image, out)})",
     ]
-    _plot(data, datasets, image)
+    _plot(data, datasets, image, seeds)
     return "\n".join(lines)
 
 
@@ -157,7 +158,7 @@ def _rel(path: Path, out: Path) -> str:
     return os.path.relpath(path, out.parent)
 
 
-def _plot(data: dict, datasets: list[str], path: Path) -> None:
+def _plot(data: dict, datasets: list[str], path: Path, seeds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,8 +180,8 @@ def _plot(data: dict, datasets: list[str], path: Path) -> None:
     for ax in axes.flat[len(datasets):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("auto: held-out accuracy against labels (mean of 5 seeds; dashed: 95% of "
-                 "full-data accuracy)", fontsize=11)
+    fig.suptitle(f"auto: held-out accuracy against labels (mean of {seeds} seeds; dashed: 95% "
+                 "of full-data accuracy)", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
