@@ -54,6 +54,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python scripts/bench_latency.py
 	$(BIN)/python scripts/bench_learning.py --jobs 2
 	$(BIN)/python scripts/learning_report.py
+	$(BIN)/python scripts/bench_calibration.py
 
 # The same benchmarks in a few minutes; bench_learning.py --short writes its report under
 # bench_results/ so that it never replaces the committed learning curves.
