@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from .auto import auto_model
-
 
 class ModelError(ValueError):
     """A model spec that cannot be resolved, or an estimator that cannot serve this loop."""
@@ -113,6 +111,13 @@ class StandardisedSGD(ClassifierMixin, BaseEstimator):
 
 def sgd_model(seed: int = 0) -> BaseEstimator:
     return StandardisedSGD(random_state=seed)
+
+
+def auto_model(seed: int = 0) -> BaseEstimator:
+    # auto.py builds on the learners above, so it is imported when used, not at the top.
+    from .auto import AutoClassifier
+
+    return AutoClassifier(random_state=seed)
 
 
 MODELS: dict[str, Callable[..., BaseEstimator]] = {

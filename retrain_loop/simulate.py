@@ -166,6 +166,19 @@ def write_outputs(out_dir: str | Path, curves: list[dict[str, Any]], full: dict[
     return summary
 
 
+def read_curves(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``curves.csv`` that ``write_outputs`` (or the peer runner) wrote, typed."""
+    import csv
+
+    def number(text: str) -> float:
+        return float(text) if text not in ("", None) else float("nan")
+
+    with Path(path).open(newline="", encoding="utf-8") as f:
+        return [{**r, "seed": int(r["seed"]), "n_labels": int(r["n_labels"]),
+                 **{k: number(r[k]) for k in ("accuracy", "macro_f1", "refit_ms") if k in r}}
+                for r in csv.DictReader(f)]
+
+
 def full_data_accuracy(X: np.ndarray, y: np.ndarray, n_labels: int, *, model: str, seed: int,
                        test_size: float = 0.3) -> float:
     """Accuracy of a model fitted on the whole pool: the ceiling a labelling run aims at."""

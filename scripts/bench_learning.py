@@ -1,7 +1,7 @@
 """The label-efficiency suite: every learner, margin against random, on ten real datasets.
 
     python scripts/bench_learning.py [--short] [--no-peers] [--jobs 2] [--datasets iris,digits]
-                                     [--models auto,logreg] [--seeds 5] [--out BENCHMARKS.md]
+                                     [--models auto,logreg] [--seeds 10] [--out BENCHMARKS.md]
 
 Every run is ``retrain_loop.simulate.run``: the engine that serves annotators, answered by an
 oracle that knows the labels, refitting after every batch. The datasets are in
@@ -26,7 +26,6 @@ replaces the committed numbers, unless ``--out`` says otherwise.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -96,10 +95,9 @@ def run_ours(dataset: str, model: str, settings: Settings, out_dir: Path,
     for seed in range(settings.seeds):
         for strategy in strategies:
             # margin_all_copies: margin with the near-copy filter off, to measure the filter.
+            off = {"distinct": 0.0} if strategy.endswith("_all_copies") else {}
             run = simulate.run(X, y, labels, strategy=strategy.removesuffix("_all_copies"),
-                               model=model, seed=seed,
-                               distinct=0.0 if strategy.endswith("_all_copies") else 0.01,
-                               **settings.run_kwargs())
+                               model=model, seed=seed, **off, **settings.run_kwargs())
             curves += [dict(r, strategy=strategy) for r in run]
     full = {seed: simulate.full_data_accuracy(X, y, len(labels), model=model, seed=seed,
                                               test_size=settings.test_size)
@@ -180,10 +178,7 @@ def run_peer(dataset: str, model: str, settings: Settings, out_dir: Path,
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
         return {"error": f"exit {done.returncode}: {tail[0]}"}
-    with (out_dir / "curves.csv").open(newline="", encoding="utf-8") as f:
-        curves = [{**r, "seed": int(r["seed"]), "n_labels": int(r["n_labels"]),
-                   "accuracy": float(r["accuracy"]), "refit_ms": float(r["refit_ms"])}
-                  for r in csv.DictReader(f)]
+    curves = simulate.read_curves(out_dir / "curves.csv")
     return {"curves": curves, "wall_s": wall}
 
 

@@ -117,9 +117,13 @@ def versus(n_labels: int, n_rows: int, repeats: int, workdir: Path) -> dict:
     engines = {m: Engine(pool, store, "blobs", labels, model=m, background=False)
                for m in ("auto", "forest")}
     picked = np.random.default_rng(1).choice(n_rows, n_labels, replace=False)
-    engines["auto"].update([{"_input_hash": int(pool.input_hashes[i]),
-                             "_task_hash": engines["auto"].task_hash(int(i)),
-                             "answer": "accept", "accept": [labels[y[i]]]} for i in picked], "b")
+    answers = [{"_input_hash": int(pool.input_hashes[i]),
+                "_task_hash": engines["auto"].task_hash(int(i)),
+                "answer": "accept", "accept": [labels[y[i]]]} for i in picked]
+    # Both engines are told of the answers (the store keeps them once), so both rescore the
+    # same open rows.
+    for engine in engines.values():
+        engine.update(answers, "b")
     times: dict[str, list[float]] = {m: [] for m in engines}
     for _ in range(repeats):
         for model, engine in engines.items():

@@ -36,13 +36,6 @@ WITHIN_PEER = 0.002
 LABEL_RATIO = 0.6
 
 
-def _read_curves(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return [{**r, "seed": int(r["seed"]), "n_labels": int(r["n_labels"]),
-                 "accuracy": float(r["accuracy"]) if r["accuracy"] not in ("", "nan") else math.nan}
-                for r in csv.DictReader(f)]
-
-
 def load(results: Path) -> dict:
     """(dataset, model) -> {"curves", "full", "summary"}; and peers under ("peer", d, m)."""
     out: dict = {}
@@ -53,14 +46,14 @@ def load(results: Path) -> dict:
                 continue
             with (folder / "summary.csv").open(newline="", encoding="utf-8") as f:
                 full = float(next(csv.DictReader(f))["full_data_accuracy"])
-            curves = _read_curves(folder / "curves.csv")
+            curves = simulate.read_curves(folder / "curves.csv")
             entry = {"curves": curves, "full": {0: full},
                      "summary": {s["strategy"]: s for s in simulate.summarize(curves, {0: full})}}
             out[(dataset, model)] = entry
             peer = results / "peers" / f"{dataset}-{model}" / "curves.csv"
             if peer.exists():
                 out[("peer", dataset, model)] = {
-                    s["strategy"]: s for s in simulate.summarize(_read_curves(peer), {0: full})}
+                    s["strategy"]: s for s in simulate.summarize(simulate.read_curves(peer), {0: full})}
     return out
 
 

@@ -117,7 +117,7 @@ class Prodigy:
 
     def __init__(self, *, with_arg: bool = True, old_db: bool = False,
                  missing: type[Exception] | None = None):
-        self.recipes: dict[str, tuple[Callable, dict[str, Any]]] = {}
+        self.recipes: dict[str, Callable] = {}
         self.commands: dict[str, Any] = {}  # name -> radicli CLI (new) or plac parser (old)
         self.db = Database(old_api=old_db, missing=missing)
         self.with_arg = with_arg
@@ -141,7 +141,7 @@ class Prodigy:
 
                 func = plac.annotations(**args)(func)
                 self.commands[name] = plac.parser_from(func)
-            self.recipes[name] = (func, args)
+            self.recipes[name] = func
             return func
 
         return register
@@ -181,7 +181,7 @@ class Prodigy:
     def run(self, argv: list[str]) -> dict[str, Any]:
         """What ``prodigy RECIPE ARGS...`` does before it starts the server: the components."""
         name, kwargs = self.parse(argv)
-        return self.recipes[name][0](**kwargs)
+        return self.recipes[name](**kwargs)
 
     def help(self, name: str) -> str:
         """The text ``prodigy RECIPE --help`` prints."""

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import RGB, rgb_label, rgb_rows
+from conftest import RGB, rgb_label, rgb_rows, write_jsonl
+from prodigy_standin import Prodigy
 from sklearn.datasets import load_wine
 
 from retrain_loop import offline, simulate
@@ -30,9 +31,6 @@ def test_auto_is_the_default_everywhere():
 
 
 def test_auto_is_the_default_of_the_prodigy_recipe():
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from prodigy_standin import Prodigy
-
     prodigy = Prodigy().install()
     try:
         sys.modules.pop("retrain_loop.recipes.retrain_loop", None)
@@ -99,8 +97,7 @@ def test_the_stats_name_the_learner_in_use(tmp_path):
     from retrain_loop.pool import load_pool
     from retrain_loop.store import AnnotationStore
 
-    path = tmp_path / "pool.jsonl"
-    path.write_text("".join(__import__("json").dumps(r) + "\n" for r in rgb_rows(200, seed=1)))
+    path = write_jsonl(tmp_path / "pool.jsonl", rgb_rows(200, seed=1))
     pool = load_pool(path, features=["r", "g", "b"])
     engine = Engine(pool, AnnotationStore(tmp_path / "a.db"), "ds", RGB, background=False)
     assert engine.stats()["model"] == "auto" and engine.stats()["learner"] is None

@@ -23,7 +23,7 @@ def load_recipe(prodigy: Prodigy):
     """Import the recipe module fresh, so its decorator registers with this stand-in."""
     sys.modules.pop(MODULE, None)
     importlib.import_module(MODULE)
-    return prodigy.recipes["retrain.loop"][0]
+    return prodigy.recipes["retrain.loop"]
 
 
 @pytest.fixture
@@ -182,14 +182,14 @@ def test_recipe_file_loads_with_dash_f(prodigy):
     spec = importlib.util.spec_from_file_location("retrain_loop_recipe_file", RECIPE_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert prodigy.recipes["retrain.loop"][0] is module.retrain_loop
+    assert prodigy.recipes["retrain.loop"] is module.retrain_loop
 
 
 def test_recipe_is_registered_as_a_prodigy_entry_point(prodigy):
     points = importlib.metadata.entry_points(group="prodigy_recipes")
     (point,) = [p for p in points if p.name == "retrain.loop"]
     sys.modules.pop(MODULE, None)
-    assert point.load() is prodigy.recipes["retrain.loop"][0]
+    assert point.load() is prodigy.recipes["retrain.loop"]
 
 
 def test_importing_the_package_never_imports_prodigy():
