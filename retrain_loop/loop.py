@@ -21,10 +21,14 @@ import numpy as np
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
+from .audit import DEFAULT_SHARE, AuditDraw
+from .estimate import DEFAULT_WINDOW
 from .hashing import task_hash
+from .history import RoundHistory
 from .models import DEFAULT_MODEL, ModelError, describe, label_probabilities, make_model
 from .pool import Pool
 from .ranking import Ranking
+from .stopping import StopRule
 from .store import ANSWERS, AnnotationStore, session_id
 from .strategies import (
     coverage_order,
@@ -93,6 +97,9 @@ class Engine:
         distinct: float = 0.01,
         cold_start_size: int | None = None,
         threads: int = 1,
+        audit: float = DEFAULT_SHARE,
+        audit_window: int = DEFAULT_WINDOW,
+        stop_rule: StopRule | None = None,
     ):
         labels = list(labels)
         if len(labels) < 2:
@@ -141,6 +148,9 @@ class Engine:
         self.cold_start_size = cold_start_size or max(5 * batch_size, 50)
         self._label_index = {label: i for i, label in enumerate(labels)}
         self._rng = np.random.default_rng(seed)
+        self._audit = AuditDraw(audit, seed)
+        self.rounds = RoundHistory(store, dataset, pool, labels, rule=stop_rule,
+                                   window=audit_window, seed=seed)
 
         self._lock = threading.Lock()  # guards the serving state below
         self._refit_lock = threading.Lock()  # one refit at a time
@@ -151,18 +161,12 @@ class Engine:
         self._task_hashes: dict[int, int] = {}
         self._cursor = 0
         self._ranking = Ranking(np.empty(0, dtype=np.int64), None, None, 0)
-        self._guess_log: list[bool] = []
-        # Each row's label under the latest model that scored it (-1: never scored), to tell how
-        # much a refit changed the model's mind; near-total agreement is a sign to stop.
-        self._predicted = np.full(len(pool), -1, dtype=np.int16)
-        self._guess_mark = 0
 
         self.model_: Any = None
-        self.round = 0
+        self.round = self.rounds.last_round  # round numbers go on across restarts
         self.last_refit_ms: float | None = None
         self.last_timings: dict[str, float] = {}
         self.last_error: str | None = None
-        self.history: list[dict[str, Any]] = []
 
         self._cond = threading.Condition()
         self._pending = False
@@ -206,30 +210,56 @@ class Engine:
                 index, lease = self._returned.popleft()
                 if not self._answered[index] and index not in self._leases:
                     out.append((index, lease))
+                    self._leases[index] = lease
             ranking = self._ranking
-            while self._cursor < len(ranking) and len(out) < n:
-                j = self._cursor
-                self._cursor += 1
-                index = ranking.row(j)
-                if self._answered[index] or index in self._leases:
-                    continue
-                out.append((index, self._describe(ranking, j)))
-            for index, lease in out:
+            while len(out) < n:
+                picked = self._audited(ranking) if ranking.scored and self._audit.due() else None
+                while picked is None and self._cursor < len(ranking):
+                    j = self._cursor
+                    self._cursor += 1
+                    index = ranking.row(j)
+                    if not (self._answered[index] or index in self._leases):
+                        picked = index, self._describe(ranking, ranking.position(j), index)
+                if picked is None:
+                    break
+                out.append(picked)
+                self._leases[picked[0]] = picked[1]
+            for _, lease in out:
                 lease.session = session
                 lease.expires = now + self.lease_seconds
-                self._leases[index] = lease
         return [self._task(index, lease) for index, lease in out]
 
-    def _describe(self, ranking: Ranking, j: int) -> _Lease:
-        meta: dict[str, Any] = {"round": ranking.round}
-        guess = None
-        scores = ranking.scores(j)
+    def _audited(self, ranking: Ranking) -> tuple[int, _Lease] | None:
+        """A row drawn uniformly from the open rows the ranking scored, served as an audit:
+        its prediction is recorded, and not offered as the guess, so it cannot sway the answer."""
+        rows = ranking.candidates
+
+        def is_open(positions: np.ndarray) -> np.ndarray:
+            picked = rows[positions]
+            leased = np.fromiter(self._leases, dtype=np.int64, count=len(self._leases))
+            return ~self._answered[picked] & ~np.isin(picked, leased)
+
+        p = self._audit.pick(len(rows), is_open)
+        if p is None:
+            return None
+        lease = self._describe(ranking, p, int(rows[p]), source="audit")
+        lease.guess = None
+        return int(rows[p]), lease
+
+    def _describe(self, ranking: Ranking, p: int, index: int, source: str | None = None
+                  ) -> _Lease:
+        """What a task records about how it was served: where it came from, the round of the
+        model that served it, and that model's prediction (``p``: the row's array position)."""
+        meta: dict[str, Any] = {"source": source or ranking.source(index), "round": ranking.round}
+        predicted = None
+        scores = ranking.at(p)
         if scores is not None:
-            utility, p = scores
-            best = int(p.argmax())
-            guess = self.labels[best]
-            meta.update(score=round(utility, 4), p=round(float(p[best]), 4), guess=guess)
-        return _Lease(session="", expires=0.0, meta=meta, guess=guess)
+            utility, proba = scores
+            best = int(proba.argmax())
+            predicted = self.labels[best]
+            meta.update(score=round(utility, 4), p=round(float(proba[best]), 4),
+                        predicted=predicted)
+        return _Lease(session="", expires=0.0, meta=meta, guess=predicted)
 
     def _expire(self, now: float) -> None:
         for index in [i for i, lease in self._leases.items() if lease.expires <= now]:
@@ -285,13 +315,16 @@ class Engine:
             index, record = self._record(answer, sid, now)
             records.append(record)
             indices.append(index)
+        with self._lock:
+            for index, record in zip(indices, records):
+                lease = self._leases.get(index)
+                if lease is not None:  # what the server served wins over what came back
+                    record["meta"] = {**record["meta"], **lease.meta}
         stored = self.store.add(self.dataset, records)
         with self._lock:
             for index, record in zip(indices, records):
                 self._answered[index] = True
-                lease = self._leases.pop(index, None)
-                if lease is not None and lease.guess is not None and record["answer"] == "accept":
-                    self._guess_log.append(lease.guess == record["accept"][0])
+                self._leases.pop(index, None)
                 self._latest[(sid, record["_task_hash"])] = _outcome(record)
         if stored:
             self.schedule_refit()
@@ -429,6 +462,7 @@ class Engine:
                         open_rows[index] = False
                 candidates = np.flatnonzero(open_rows)
                 proba = self._predict(estimator, candidates)
+                stop_predicted = self.rounds.predict(estimator, candidates, proba)
         except Exception as e:  # noqa: BLE001 - a user's model may raise anything
             self.last_error = f"{type(e).__name__}: {e}"
             log.warning("refit on %d labels failed, keeping round %d: %s",
@@ -438,26 +472,24 @@ class Engine:
         utility = self._scorer(proba, self._rng)
         if self.prefer is not None:
             utility = prefer_label(utility, proba, self._label_index[self.prefer])
-        predicted = proba.argmax(axis=1).astype(np.int16)
-        before = self._predicted[candidates]
-        seen = before >= 0
-        agreement = float((before[seen] == predicted[seen]).mean()) if seen.any() else None
-        self._predicted[candidates] = predicted
         # Drawn for every row, as a full sort would, so a seed gives the same order as before.
         jitter = self._rng.random(utility.shape[0])
+        tags = {}
         if self.explore > 0:  # random picks come from the whole order, so sort it all
             order, n_sorted = sort_by(utility, jitter)
-            order = mix_random(order, self.explore, self.batch_size, self._rng)
+            order, explored = mix_random(order, self.explore, self.batch_size, self._rng)
+            tags["explore"] = candidates[explored]
         else:  # a round serves its head; the rest is sorted only if someone reads that far
             order, n_sorted = sort_by(utility, jitter, head=max(50 * self.batch_size, 1000))
-        order, n_sorted = self._with_discovery(order, n_sorted, candidates, X_train, y_train)
+        order, n_sorted, far = self._with_discovery(order, n_sorted, candidates, X_train, y_train)
+        tags["discovery"] = candidates[far]
         if self.distinct > 0 and self.strategy != "random":  # the baseline stays pure
             if self._scale is None:
                 self._scale = feature_scale(self.pool.X)
             order = spread_near_copies(order, n_sorted, self.pool.X, candidates, self._scale,
                                        window=5 * self.batch_size, tol=self.distinct)
         ranking = Ranking.partial(candidates, utility, proba, self.round + 1, order, n_sorted,
-                                  jitter)
+                                  jitter, tags)
         with self._lock:
             self._ranking = ranking
             self._cursor = 0
@@ -466,8 +498,6 @@ class Engine:
             self._returned = deque(
                 (index, lease) for index, lease in self._returned if not open_rows[index]
             )
-            guesses = self._guess_log[self._guess_mark:]
-            self._guess_mark = len(self._guess_log)
             n_answers = len(self._latest)
         self.model_ = estimator
         self._fed |= fed
@@ -481,22 +511,17 @@ class Engine:
             "score_ms": (score_done - fit_done) * 1000,
             "rank_ms": (done - score_done) * 1000,
         }
-        self.history.append({
-            "round": self.round,
-            "n_annotations": n_answers,
-            "n_train": len(y_train),
-            "guess_accuracy": round(sum(guesses) / len(guesses), 4) if guesses else None,
-            "agreement": round(agreement, 4) if agreement is not None else None,
-            "refit_ms": round(self.last_refit_ms, 2),
-        })
+        self.rounds.record(round=self.round, predicted=stop_predicted, n_annotations=n_answers,
+                           y_train=y_train, refit_ms=self.last_refit_ms)
         return ranking
 
     def _with_discovery(self, order, n_sorted, candidates, X_train, y_train
-                        ) -> tuple[np.ndarray, int]:
+                        ) -> tuple[np.ndarray, int, np.ndarray]:
         """While a label has no answers, give part of the next batch to far-away rows.
 
         ``order`` is final in its first ``n_sorted`` positions (at least a batch); so is the
-        returned one, which has the far rows in its head and the sorted rows less those.
+        returned one, which has the far rows in its head and the sorted rows less those. The
+        far rows' positions come third.
         """
         missing = np.bincount(y_train, minlength=len(self.labels)) == 0
         k = round(self.discover * self.batch_size)
@@ -505,14 +530,14 @@ class Engine:
         # (Seattle's snow days); more far rows would only spend labels, so the search stops.
         if (not missing.any() or k == 0 or len(order) <= k or self.strategy == "random"
                 or self._discovery_rounds >= _DISCOVERY_ROUNDS):
-            return order, n_sorted
+            return order, n_sorted, order[:0]
         self._discovery_rounds += 1
         far = farthest_first(self.pool.X, candidates, X_train, k, self._rng)
         keep = ~np.isin(order, far)
         rest = order[keep]
         head = self.batch_size - len(far)
         n_sorted = int(keep[:n_sorted].sum()) + len(far)
-        return np.concatenate([rest[:head], far, rest[head:]]), n_sorted
+        return np.concatenate([rest[:head], far, rest[head:]]), n_sorted, far
 
     def _partial_fit(self, labelled, X_train, y_train) -> tuple[Any, set[tuple[int, str]]]:
         """Update a copy of the current model on the answers it has not seen.
@@ -588,8 +613,16 @@ class Engine:
             "n_pool": len(self.pool),
             "n_remaining": n_open,
             "n_out": n_out,
+            "audit": self._audit.share,
+            "estimate": self.rounds.estimate(),
+            "stop": self.rounds.stop(),
             "history": list(self.history),
         }
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One entry per refit, this run's and those before a restart."""
+        return self.rounds.entries
 
     def close(self) -> None:
         with self._cond:

@@ -29,18 +29,44 @@ class Ranking:
         self._order: np.ndarray | None = None  # serving position -> array position; None: same
         self._n_sorted = len(rows)
         self._jitter: np.ndarray | None = None
+        self._tags: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def partial(cls, rows: np.ndarray, utility: np.ndarray, proba: np.ndarray, round: int,
-                order: np.ndarray, n_sorted: int, jitter: np.ndarray) -> Ranking:
+                order: np.ndarray, n_sorted: int, jitter: np.ndarray,
+                tags: dict[str, np.ndarray] | None = None) -> Ranking:
         """Arrays aligned in any order, served in ``order``, of which ``n_sorted`` are final.
 
         The rest are sorted by ``strategies.sort_by(utility, jitter)`` when first needed.
+        ``tags`` names the pool indices that were put in the order for another reason than
+        their score (``{"explore": rows, "discovery": rows}``).
         """
         ranking = cls(rows, utility, proba, round)
         ranking._order, ranking._n_sorted, ranking._jitter = order, n_sorted, jitter
+        ranking._tags = {name: np.sort(np.asarray(tagged)) for name, tagged in (tags or {}).items()}
         return ranking
+
+    def source(self, index: int) -> str:
+        """Why pool row ``index`` is in the order: a tag, ``active``, or ``initial``."""
+        if not self.scored:
+            return "initial"
+        for name, tagged in self._tags.items():
+            pos = np.searchsorted(tagged, index)
+            if pos < len(tagged) and tagged[pos] == index:
+                return name
+        return "active"
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """Pool indices in the arrays' own order (pool order after a refit), not serving order."""
+        return self._rows
+
+    def at(self, p: int) -> tuple[float, np.ndarray] | None:
+        """Utility and probabilities at array position ``p``; None before a model exists."""
+        if not self.scored:
+            return None
+        return float(self._utility[p]), self._proba[p]
 
     @property
     def scored(self) -> bool:
@@ -64,10 +90,7 @@ class Ranking:
 
     def scores(self, j: int) -> tuple[float, np.ndarray] | None:
         """Utility and probabilities of the ``j``-th row to serve; None before a model exists."""
-        if not self.scored:
-            return None
-        p = self.position(j)
-        return float(self._utility[p]), self._proba[p]
+        return self.at(self.position(j))
 
     def _sort_rest(self) -> None:
         with self._lock:

@@ -160,17 +160,18 @@ def spread_near_copies(order: np.ndarray, n_sorted: int, X: np.ndarray, rows: np
 
 def mix_random(
     order: np.ndarray, share: float, batch_size: int, rng: np.random.Generator
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Interleave random rows into a ranked order: each batch gets ``share`` of random picks.
 
-    Exploration guards against a model that is confidently wrong about a region it never sees.
+    Returns the new order and the random picks. Exploration guards against a model that is
+    confidently wrong about a region it never sees.
     """
     if not 0.0 <= share <= 1.0:
         raise StrategyError(f"explore share must be between 0 and 1, got {share}")
     n = order.shape[0]
     n_random = round(share * batch_size)
     if n_random == 0 or n == 0:
-        return order
+        return order, order[:0]
     random_slot = (np.arange(n) % batch_size) >= batch_size - n_random
     # The random picks are a uniform sample of all rows, top-ranked ones included, so the share
     # of random rows is honest rather than "random among the leftovers".
@@ -179,7 +180,7 @@ def mix_random(
     out = np.empty_like(order)
     out[random_slot] = rng.permutation(order[picked])
     out[~random_slot] = order[~picked]
-    return out
+    return out, order[picked]
 
 
 def coverage_order(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -124,13 +124,15 @@ def test_prefer_label_favours_likely_and_uncertain():
 @pytest.mark.parametrize(("share", "batch_size"), [(0.2, 10), (0.5, 4), (1.0, 5), (0.3, 7)])
 def test_mix_random_is_a_permutation(share, batch_size):
     order = rng(5).permutation(103)
-    out = mix_random(order, share, batch_size, rng(6))
+    out, picks = mix_random(order, share, batch_size, rng(6))
     assert is_permutation(out, 103)
+    slots = (np.arange(103) % batch_size) >= batch_size - round(share * batch_size)
+    assert sorted(out[slots]) == sorted(picks)  # the picks it reports are the rows in random slots
 
 
 def test_mix_random_keeps_ranked_rows_in_order_and_slots_random_ones():
     order = np.arange(100)
-    out = mix_random(order, 0.2, 10, rng(7)).reshape(10, 10)
+    out = mix_random(order, 0.2, 10, rng(7))[0].reshape(10, 10)
     ranked = out[:, :8].ravel()
     assert np.all(np.diff(ranked) > 0)  # the non-random slots keep rank order
     assert not np.array_equal(out.ravel(), order)
@@ -139,17 +141,17 @@ def test_mix_random_keeps_ranked_rows_in_order_and_slots_random_ones():
 def test_mix_random_picks_uniformly_from_all_rows():
     # 2 of every 10 slots are random; averaged over seeds they sit mid-pool, not near the top.
     order = np.arange(100)
-    means = [mix_random(order, 0.2, 10, rng(s)).reshape(10, 10)[:, 8:].mean() for s in range(200)]
+    means = [mix_random(order, 0.2, 10, rng(s))[0].reshape(10, 10)[:, 8:].mean() for s in range(200)]
     assert np.mean(means) == pytest.approx(49.5, abs=3)
 
 
 def test_mix_random_share_zero_returns_input():
     order = rng(8).permutation(40)
-    assert np.array_equal(mix_random(order, 0.0, 10, rng()), order)
+    assert np.array_equal(mix_random(order, 0.0, 10, rng())[0], order)
 
 
 def test_mix_random_empty_order():
-    assert mix_random(np.empty(0, dtype=np.int64), 0.5, 10, rng()).shape == (0,)
+    assert mix_random(np.empty(0, dtype=np.int64), 0.5, 10, rng())[0].shape == (0,)
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.5])

@@ -1,0 +1,90 @@
+"""How good the model is: its accuracy on audit answers, with a Wilson interval.
+
+An audit task is a row drawn uniformly at random from the open pool, and the serving model's
+prediction for it is recorded when it is served, before its answer can train anything. So the
+share of audit answers that match the prediction served with them is an unbiased estimate of how
+often the recent models label an open row right. Accuracy on actively chosen rows (and
+cross-validation on them) is biased towards the rows the model found hardest, and is never used.
+
+Everything here reads answer records as they are stored, so the same numbers come out of a live
+engine and out of the database alone (``retrain-loop status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+from sklearn.metrics import confusion_matrix
+
+AUDIT = "audit"
+DEFAULT_WINDOW = 100  # the latest audit answers an estimate uses, so it follows the model
+CONFIDENCE = 0.95
+
+
+def wilson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The Wilson score interval for ``k`` successes in ``n`` trials; None when ``n`` is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and keeps its coverage near 0 and 1,
+    where a good model's accuracy sits.
+    """
+    if n <= 0:
+        return None
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def audit_pairs(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(predicted, answered)`` for each accepted audit answer that carries its prediction.
+
+    Records come in storage order, so the last pairs are the latest. A skipped or rejected audit
+    task says nothing about which label is right and is left out, as it is from training.
+    """
+    pairs = []
+    for record in records:
+        meta = record.get("meta")
+        if not isinstance(meta, dict) or meta.get("source") != AUDIT:
+            continue
+        predicted, accept = meta.get("predicted"), record.get("accept")
+        if (record.get("answer") == "accept" and isinstance(predicted, str)
+                and isinstance(accept, list) and len(accept) == 1 and isinstance(accept[0], str)):
+            pairs.append((predicted, accept[0]))
+    return pairs
+
+
+def estimate(records: Iterable[dict[str, Any]], labels: Sequence[str], *,
+             window: int = DEFAULT_WINDOW, confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Accuracy with its interval, per-label precision and recall, and the confusion table.
+
+    All from the latest ``window`` audit answers. ``accuracy``, ``low`` and ``high`` are None
+    until there is an audit answer: no number is better than an invented one.
+    """
+    every = audit_pairs(records)
+    pairs = every[-window:] if window > 0 else every
+    labels = list(labels)
+    out: dict[str, Any] = {"accuracy": None, "low": None, "high": None, "n": len(pairs),
+                           "n_audit": len(every), "window": window, "confidence": confidence}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    known = [(p, a) for p, a in pairs if p in labels and a in labels]
+    if known:
+        matrix = confusion_matrix([a for _, a in known], [p for p, _ in known], labels=labels)
+    out["confusion"] = {"labels": labels, "matrix": matrix.tolist(),
+                        "rows": "annotator's label", "columns": "model's prediction"}
+    out["per_label"] = {
+        label: {"precision": _ratio(matrix[i, i], matrix[:, i].sum()),
+                "recall": _ratio(matrix[i, i], matrix[i, :].sum()),
+                "support": int(matrix[i, :].sum())}
+        for i, label in enumerate(labels)
+    }
+    if pairs:
+        k = sum(p == a for p, a in pairs)
+        out["accuracy"] = round(k / len(pairs), 4)
+        low, high = wilson(k, len(pairs), confidence)
+        out["low"], out["high"] = round(low, 4), round(high, 4)
+    return out
+
+
+def _ratio(k: int, n: int) -> float | None:
+    return round(float(k) / float(n), 4) if n else None
