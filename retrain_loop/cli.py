@@ -13,17 +13,20 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .audit import DEFAULT_SHARE, AuditError
+from .estimate import DEFAULT_WINDOW
 from .loop import UPDATE_MODES, AnswerError, Engine, EngineError
 from .models import DEFAULT_MODEL, MODELS, ModelError
 from .offline import OfflineError
 from .persist import ModelFileError
 from .pool import PoolError, load_pool
+from .stopping import StopRule, StopRuleError
 from .store import AnnotationStore, StoreError
 from .strategies import STRATEGIES, StrategyError
 
 DEFAULT_DB = "retrain_loop.db"
 _USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
-                OfflineError, ModelFileError)
+                OfflineError, ModelFileError, AuditError, StopRuleError)
 # Below this many rows a file is written before a progress bar would have drawn itself.
 _PROGRESS_ROWS = 20_000
 
@@ -69,6 +72,30 @@ def model_option(command):
     )(command)
 
 
+def estimate_options(command):
+    """``--audit-window``, ``--stop-threshold`` and ``--stop-window``: how the accuracy estimate
+    and the stop signal are read, the same wherever they are shown."""
+    for option in reversed([
+        click.option("--audit-window", default=DEFAULT_WINDOW, show_default=True,
+                     type=click.IntRange(min=1),
+                     help="The latest audit answers the accuracy estimate uses."),
+        click.option("--stop-threshold", default=StopRule.threshold, show_default=True,
+                     type=click.FloatRange(0, 1, min_open=True),
+                     help="Mean kappa between rounds' stop-set predictions that suggests stopping."),
+        click.option("--stop-window", default=StopRule.window, show_default=True,
+                     type=click.IntRange(min=1), help="Rounds the mean kappa is taken over."),
+    ]):
+        command = option(command)
+    return command
+
+
+def audit_option(command):
+    return click.option(
+        "--audit", default=DEFAULT_SHARE, show_default=True, type=click.FloatRange(0, 1),
+        help="Share of tasks drawn uniformly at random to measure accuracy honestly (0: none).",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="retrain-loop")
 def main() -> None:
@@ -98,8 +125,11 @@ def main() -> None:
 @click.option("--update", "update_mode", type=click.Choice(UPDATE_MODES), default="refit",
               show_default=True,
               help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
+@audit_option
+@estimate_options
 def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_path, host, port,
-          view, batch_size, explore, prefer, seed, lease_seconds, update_mode):
+          view, batch_size, explore, prefer, seed, lease_seconds, update_mode, audit, audit_window,
+          stop_threshold, stop_window):
     """Serve the annotation page and API for DATASET over the rows in POOL.
 
     Example: retrain-loop serve colours colours.jsonl --label red,green,blue --features r,g,b --view colour
@@ -116,7 +146,8 @@ def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_p
                 engine = Engine(pool, store, dataset, _split(labels) or [], model=model,
                                 strategy=strategy, batch_size=batch_size, explore=explore,
                                 prefer=prefer, seed=seed, lease_seconds=lease_seconds,
-                                update=update_mode)
+                                update=update_mode, audit=audit, audit_window=audit_window,
+                                stop_rule=StopRule(stop_threshold, stop_window))
             except BaseException:
                 store.close()
                 raise
@@ -156,6 +187,32 @@ def export(dataset, db_path, out_path):
             click.echo(f"Wrote {n} answers to {out_path}", err=True)
         else:
             store.export_jsonl(dataset, sys.stdout)
+
+
+@main.command()
+@click.argument("dataset")
+@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@estimate_options
+def status(dataset, db_path, as_json, audit_window, stop_threshold, stop_window):
+    """How good the model of DATASET is and whether to stop, from the database alone.
+
+    Example: retrain-loop status colours --db colours.db
+    """
+    import json
+
+    from .history import status as read_status
+    from .report import status_text
+
+    if not Path(db_path).exists():
+        raise CliError(f"database not found: {db_path}")
+    with user_errors(), closing(AnnotationStore(db_path)) as store:
+        if dataset not in store.datasets():
+            known = ", ".join(store.datasets()) or "none"
+            raise CliError(f"no dataset {dataset!r} in {db_path} (datasets: {known})")
+        report = read_status(store, dataset, rule=StopRule(stop_threshold, stop_window),
+                             window=audit_window)
+    click.echo(json.dumps(report, indent=2) if as_json else status_text(report))
 
 
 # -- offline: score, train, predict, db-in -----------------------------------------------------
@@ -316,10 +373,16 @@ def _known_labels(pool, label_column: str) -> tuple[list[str], list[int]]:
 
 
 def _summary_table(summary: list[dict]) -> str:
-    header = ["strategy", "AULC", "labels to 95%", "final accuracy", "full-data accuracy"]
-    rows = [[s["strategy"], f"{s['aulc']:.4f}",
-             "never" if s["labels_to_95pct"] is None else str(s["labels_to_95pct"]),
-             f"{s['final_accuracy']:.4f}", f"{s['full_data_accuracy']:.4f}"] for s in summary]
+    header = ["strategy", "AULC", "labels to 95%", "final accuracy", "full-data accuracy",
+              "stop at", "accuracy at stop", "interval coverage"]
+
+    def fmt(value, never="never") -> str:
+        return never if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    rows = [[s["strategy"], f"{s['aulc']:.4f}", fmt(s["labels_to_95pct"]),
+             f"{s['final_accuracy']:.4f}", f"{s['full_data_accuracy']:.4f}",
+             fmt(s["labels_at_stop"]), fmt(s["accuracy_at_stop"], "-"),
+             fmt(s["estimate_coverage"], "-")] for s in summary]
     widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
                                for j, (cell, w) in enumerate(zip(r, widths)))
@@ -349,10 +412,16 @@ def _summary_table(summary: list[dict]) -> str:
 @click.option("--update", "update_mode", type=click.Choice(UPDATE_MODES), default="refit",
               show_default=True,
               help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
+@audit_option
+@click.option("--stop-threshold", default=StopRule.threshold, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Mean kappa between rounds' stop-set predictions that suggests stopping.")
+@click.option("--stop-window", default=StopRule.window, show_default=True,
+              type=click.IntRange(min=1), help="Rounds the mean kappa is taken over.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for curves.csv, summary.csv and curves.png.")
 def simulate(pool_path, label_column, features, id_column, strategies, model, seeds, batch_size,
-             initial, budget, test_size, update_mode, out_dir):
+             initial, budget, test_size, update_mode, audit, stop_threshold, stop_window, out_dir):
     """Label POOL with an oracle that knows LABEL-COLUMN, and draw each strategy's learning curve.
 
     Example: retrain-loop simulate flowers.csv --label-column species --strategy margin --strategy random --out sim/
@@ -373,7 +442,8 @@ def simulate(pool_path, label_column, features, id_column, strategies, model, se
     labels, y = _known_labels(pool, label_column)
     strategies = list(dict.fromkeys(strategies))
     settings = {"batch_size": batch_size, "initial": initial, "budget": budget,
-                "test_size": test_size, "update": update_mode}
+                "test_size": test_size, "update": update_mode, "audit": audit,
+                "stop_rule": StopRule(stop_threshold, stop_window)}
     rounds = sim.rounds_per_run(len(pool), initial=initial, budget=budget, batch_size=batch_size,
                                 test_size=test_size)
     click.echo(f"Simulating {', '.join(strategies)} with {model} on {len(pool)} rows "

@@ -4,7 +4,8 @@ A run splits the data into a pool and a held-out test set (stratified, fixed per
 a random initial set, then asks the engine for batches exactly as the server does and answers
 them from the known labels until the budget is spent. After every refit the engine's model is
 scored on the test set. Nothing here is a copy of the engine's logic: the engine under test is
-the one that serves annotators.
+the one that serves annotators, audit draws, accuracy estimate and stop signal included, so a run
+also measures whether the estimate's interval holds the true accuracy and what stopping costs.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
+from .audit import DEFAULT_SHARE
 from .loop import Engine
 from .models import DEFAULT_MODEL, label_probabilities, make_model
 from .pool import Pool
+from .stopping import StopRule
 from .store import AnnotationStore
 
-CURVE_COLUMNS = ["strategy", "seed", "n_labels", "accuracy", "macro_f1", "refit_ms"]
-SUMMARY_COLUMNS = ["strategy", "aulc", "labels_to_95pct", "final_accuracy", "full_data_accuracy"]
+CURVE_COLUMNS = ["strategy", "seed", "n_labels", "accuracy", "macro_f1", "refit_ms",
+                 "estimated_accuracy", "estimate_low", "estimate_high", "n_audit", "kappa",
+                 "stop_suggested"]
+SUMMARY_COLUMNS = ["strategy", "aulc", "labels_to_95pct", "final_accuracy", "full_data_accuracy",
+                   "labels_at_stop", "accuracy_at_stop", "stop_ratio", "stopped_runs",
+                   "estimate_coverage"]
+# Coverage counts rounds once the estimate rests on this many audit answers.
+MIN_AUDIT_FOR_COVERAGE = 20
 
 
 class SimulationError(ValueError):
@@ -80,6 +89,8 @@ def run(
     update: str = "refit",
     discover: float = 0.2,
     distinct: float = 0.01,
+    audit: float = DEFAULT_SHARE,
+    stop_rule: StopRule | None = None,
     on_round: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One labelling run; returns its learning curve, one row per refit."""
@@ -93,26 +104,33 @@ def run(
     store = AnnotationStore(None)
     engine = Engine(pool, store, "simulation", list(labels), model=model, strategy=strategy,
                     batch_size=batch_size, seed=seed, background=False, update=update,
-                    discover=discover, distinct=distinct)
+                    discover=discover, distinct=distinct, audit=audit, stop_rule=stop_rule)
     curve: list[dict[str, Any]] = []
 
-    def answer(indices: Sequence[int]) -> None:
+    def answer(indices: Sequence[int], meta: dict[str, Any] | None = None) -> None:
         answers = [{"_input_hash": int(pool.input_hashes[i]), "_task_hash": engine.task_hash(i),
-                    "answer": "accept", "accept": [labels[y_pool[i]]]} for i in indices]
+                    "answer": "accept", "accept": [labels[y_pool[i]]], "meta": meta or {}}
+                   for i in indices]
         engine.update(answers, "oracle")
         n_labels = len(answers) + (curve[-1]["n_labels"] if curve else 0)
         if engine.model_ is None:
             accuracy = macro_f1 = float("nan")
         else:
             accuracy, macro_f1 = evaluate(engine.model_, X[test_pos], y[test_pos], len(labels))
+        last = engine.history[-1] if engine.history else {}
         curve.append({"strategy": strategy, "seed": seed, "n_labels": n_labels,
                       "accuracy": accuracy, "macro_f1": macro_f1,
-                      "refit_ms": engine.last_refit_ms})
+                      "refit_ms": engine.last_refit_ms,
+                      "estimated_accuracy": _nan(last.get("accuracy")),
+                      "estimate_low": _nan(last.get("low")),
+                      "estimate_high": _nan(last.get("high")),
+                      "n_audit": last.get("n_audit", 0), "kappa": _nan(last.get("kappa")),
+                      "stop_suggested": bool(last.get("stop_suggested"))})
         if on_round is not None:
             on_round()
 
     try:
-        answer(initial_set(y_pool, min(initial, budget), seed).tolist())
+        answer(initial_set(y_pool, min(initial, budget), seed).tolist(), {"source": "initial"})
         while curve[-1]["n_labels"] < budget:
             tasks = engine.get_questions("oracle", min(batch_size, budget - curve[-1]["n_labels"]))
             if not tasks:
@@ -124,6 +142,10 @@ def run(
     if engine.last_error:
         raise SimulationError(f"{model} failed during the run: {engine.last_error}")
     return curve
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def simulate(
@@ -173,9 +195,14 @@ def read_curves(path: str | Path) -> list[dict[str, Any]]:
     def number(text: str) -> float:
         return float(text) if text not in ("", None) else float("nan")
 
+    numbers = ("accuracy", "macro_f1", "refit_ms", "estimated_accuracy", "estimate_low",
+               "estimate_high", "kappa")
     with Path(path).open(newline="", encoding="utf-8") as f:
         return [{**r, "seed": int(r["seed"]), "n_labels": int(r["n_labels"]),
-                 **{k: number(r[k]) for k in ("accuracy", "macro_f1", "refit_ms") if k in r}}
+                 **{k: number(r[k]) for k in numbers if k in r},
+                 **({"n_audit": int(r["n_audit"])} if r.get("n_audit") else {}),
+                 **({"stop_suggested": r["stop_suggested"] == "True"}
+                    if "stop_suggested" in r else {})}
                 for r in csv.DictReader(f)]
 
 
@@ -217,8 +244,44 @@ def summarize(curves: list[dict[str, Any]], full: dict[int, float]) -> list[dict
         out.append({"strategy": strategy, "aulc": round(aulc, 4),
                     "labels_to_95pct": reached[0] if reached else None,
                     "final_accuracy": round(float(mean[-1]), 4),
-                    "full_data_accuracy": round(float(np.mean(list(full.values()))), 4)})
+                    "full_data_accuracy": round(float(np.mean(list(full.values()))), 4),
+                    **stop_summary(rows), "estimate_coverage": estimate_coverage(rows)})
     return out
+
+
+def stop_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the stop signal fired, over the seeds of one strategy.
+
+    ``labels_at_stop`` is the median label count of the first suggestion among the seeds where
+    it fired, ``accuracy_at_stop`` the mean test accuracy there, ``stop_ratio`` the mean of that
+    accuracy over the same seed's accuracy at the end of the budget, and ``stopped_runs`` the
+    share of seeds where it fired at all.
+    """
+    seeds = sorted({r["seed"] for r in rows})
+    at_stop, ratios = [], []
+    for seed in seeds:
+        run = sorted((r for r in rows if r["seed"] == seed), key=lambda r: r["n_labels"])
+        fired = [r for r in run if r.get("stop_suggested")]
+        if fired:
+            at_stop.append(fired[0])
+            if run[-1]["accuracy"] > 0:
+                ratios.append(fired[0]["accuracy"] / run[-1]["accuracy"])
+    if not at_stop:
+        return {"labels_at_stop": None, "accuracy_at_stop": None, "stop_ratio": None,
+                "stopped_runs": 0.0}
+    return {"labels_at_stop": int(np.median([r["n_labels"] for r in at_stop])),
+            "accuracy_at_stop": round(float(np.mean([r["accuracy"] for r in at_stop])), 4),
+            "stop_ratio": round(float(np.mean(ratios)), 4) if ratios else None,
+            "stopped_runs": round(len(at_stop) / len(seeds), 4)}
+
+
+def estimate_coverage(rows: list[dict[str, Any]],
+                      min_audit: int = MIN_AUDIT_FOR_COVERAGE) -> float | None:
+    """The share of rounds, once ``min_audit`` audit answers exist, whose estimate's interval
+    holds the model's true accuracy on the held-out test set; None if no round had that many."""
+    held = [r["estimate_low"] <= r["accuracy"] <= r["estimate_high"] for r in rows
+            if r.get("n_audit", 0) >= min_audit and not np.isnan(r.get("estimate_low", np.nan))]
+    return round(float(np.mean(held)), 4) if held else None
 
 
 def plot(curves: list[dict[str, Any]], full: dict[int, float], path: str | Path,
@@ -236,16 +299,41 @@ def plot(curves: list[dict[str, Any]], full: dict[int, float], path: str | Path,
         values = [[r["accuracy"] for r in rows if r["n_labels"] == n] for n in grid]
         mean = np.array([np.nanmean(v) for v in values])
         spread = np.array([np.nanstd(v) for v in values])
-        ax.plot(grid, mean, label=strategy, linewidth=1.8)
-        ax.fill_between(grid, mean - spread, mean + spread, alpha=0.15)
+        line, = ax.plot(grid, mean, label=strategy, linewidth=1.8)
+        ax.fill_between(grid, mean - spread, mean + spread, alpha=0.15, color=line.get_color())
+        _plot_estimate(ax, rows, grid, line.get_color(), strategy)
     ceiling = float(np.mean(list(full.values())))
     ax.axhline(ceiling, color="black", linewidth=1, linestyle=":", label="all pool labels")
     ax.axhline(0.95 * ceiling, color="grey", linewidth=1, linestyle="--", label="95% of that")
     ax.set_xlabel("labels")
     ax.set_ylabel("held-out accuracy")
-    ax.set_title(title or "learning curves (mean ± sd over seeds)")
+    ax.set_title(title or "learning curves (mean ± sd over seeds), with the audit estimate")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _plot_estimate(ax: Any, rows: list[dict[str, Any]], grid: list[int], colour: str,
+                   strategy: str) -> None:
+    """The audit estimate (mean over seeds, with its mean interval) dashed beside the true curve,
+    and the median label count where the stop signal fired as a triangle on the curve."""
+    def mean_of(key: str, n: int) -> float:
+        values = [float(r.get(key, np.nan)) for r in rows if r["n_labels"] == n]
+        values = [v for v in values if not np.isnan(v)]
+        return float(np.mean(values)) if values else np.nan
+
+    # From 10 audit answers on: the intervals of the first few would dwarf everything else.
+    shown = [n for n in grid if mean_of("n_audit", n) >= 10]
+    if shown and any("estimated_accuracy" in r for r in rows):
+        ax.plot(shown, [mean_of("estimated_accuracy", n) for n in shown], linestyle="--",
+                linewidth=1.2, color=colour,
+                label=f"{strategy}: audit estimate, 95% interval (10+ audits)")
+        ax.fill_between(shown, [mean_of("estimate_low", n) for n in shown],
+                        [mean_of("estimate_high", n) for n in shown], color=colour, alpha=0.08,
+                        linewidth=0)
+    stop = stop_summary(rows)["labels_at_stop"]
+    if stop is not None:
+        ax.plot([stop], [mean_of("accuracy", stop)], marker="v", markersize=9, color=colour,
+                linestyle="none", label=f"{strategy}: stop suggested ({stop} labels, median)")

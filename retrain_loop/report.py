@@ -1,0 +1,54 @@
+"""Plain-text reports of how good the model is and whether to stop, for ``retrain-loop status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def status_text(report: dict[str, Any]) -> str:
+    """``history.status`` as the lines a terminal shows."""
+    lines = [f"Dataset {report['dataset']}: {report['n_labels']} labels "
+             f"({_counts(report['per_label'])}), {report['rounds']} model rounds."]
+    lines += estimate_lines(report["estimate"])
+    lines += stop_lines(report["stop"])
+    return "\n".join(lines)
+
+
+def estimate_lines(est: dict[str, Any]) -> list[str]:
+    if not est["n"]:
+        return ["Accuracy: no audit answers yet, so there is no honest estimate to show. Audit "
+                "tasks are a random share of the served tasks (--audit, 0.1 by default); "
+                "accuracy on the rows the model chose itself would flatter or wrong it."]
+    lines = [f"Accuracy: {est['accuracy']:.3f} (95% interval {est['low']:.3f} to {est['high']:.3f}), "
+             f"from the latest {est['n']} audit answers (of {est['n_audit']})."]
+    labels = est["confusion"]["labels"]
+    width = max([len(label) for label in labels] + [5])
+    lines += ["", f"{'label':<{width}}  precision  recall  audited"]
+    for label in labels:
+        row = est["per_label"][label]
+        lines.append(f"{label:<{width}}  {_num(row['precision']):>9}  {_num(row['recall']):>6}  "
+                     f"{row['support']:>7}")
+    lines += ["", "Confusion (rows: the annotator's label, columns: the model's prediction):",
+              " " * width + "  " + "  ".join(f"{label[:6]:>6}" for label in labels)]
+    for label, counts in zip(labels, est["confusion"]["matrix"]):
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{c:>6}" for c in counts))
+    return lines
+
+
+def stop_lines(stop: dict[str, Any]) -> list[str]:
+    detail = []
+    if stop["kappa"] is not None:
+        detail.append(f"last kappa {stop['kappa']:.3f}")
+    if stop["mean_kappa"] is not None:
+        detail.append(f"mean of the last {stop['window']} rounds {stop['mean_kappa']:.3f}")
+    detail.append(f"suggested at {stop['threshold']:g}, which bounds the change in F1 between "
+                  f"rounds by {stop['f_change_bound']:.3f}")
+    return ["", f"Stop: {stop['message']}", f"      ({'; '.join(detail)})"]
+
+
+def _counts(per_label: dict[str, int]) -> str:
+    return ", ".join(f"{label} {n}" for label, n in per_label.items()) or "none"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
