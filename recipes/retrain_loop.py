@@ -22,10 +22,12 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from retrain_loop.audit import DEFAULT_SHARE
 from retrain_loop.loop import UPDATE_MODES, Engine
 from retrain_loop.models import DEFAULT_MODEL, MODELS
 from retrain_loop.pool import load_pool
 from retrain_loop.prodigy_db import ProdigyStore
+from retrain_loop.store import AnnotationStore
 from retrain_loop.strategies import STRATEGIES
 
 # One Prodigy server is one annotator stream for the engine. Prodigy hands rows out and keeps
@@ -37,6 +39,10 @@ VIEWS = ("colour", "record", "image")
 FIELDS = "fields"
 # What a task takes from the engine; the row's own columns go under FIELDS.
 _TASK_KEYS = ("_input_hash", "_task_hash", "options", "accept", "meta")
+# Prodigy shows a task's meta on the card. An audit task's prediction must not sway the answer,
+# so it travels hidden under this key and goes back into meta before the answer is saved.
+HIDDEN = "_retrain_loop_audit"
+_SERVED = ("predicted", "p", "score")
 
 
 def split_string(value: Any) -> Optional[List[str]]:
@@ -62,6 +68,9 @@ ARGS: Dict[str, tuple] = {
     "update": (f"{' or '.join(UPDATE_MODES)}: from scratch, or partial_fit", "u", None),
     "seed": ("Random seed", "S", None),
     "model_out": ("Where the model is saved on exit (default: DATASET.model.skops)", "o", None),
+    "audit": ("Share of tasks drawn at random to estimate accuracy honestly, 0 to 1", "a", None),
+    "history": ("SQLite file for the round history and the stop set "
+                "(default: DATASET.history.db)", "H", None),
 }
 
 
@@ -113,6 +122,8 @@ def retrain_loop(
     update: str = "refit",
     seed: int = 0,
     model_out: Optional[str] = None,
+    audit: float = DEFAULT_SHARE,
+    history: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Label rows of numbers (colours, measurements, feature vectors) with active learning:
     refit a model on every answer after each batch and ask next about the rows it is least
@@ -122,19 +133,24 @@ def retrain_loop(
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: use {', '.join(VIEWS)}")
     pool = load_pool(source, features=split_string(features), id_column=id_column)
+    # Prodigy's database keeps the answers; the round history and stop set need a file of their own.
+    state = AnnotationStore(history or f"{dataset}.history.db")
     engine = Engine(
-        pool, ProdigyStore(connect()), dataset, split_string(label) or [], model=model,
-        strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer, seed=seed,
-        update=update, background=False, lease_seconds=math.inf,
+        pool, ProdigyStore(connect(), state=state), dataset, split_string(label) or [],
+        model=model, strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer,
+        seed=seed, update=update, background=False, lease_seconds=math.inf, audit=audit,
     )
     model_path = Path(model_out or f"{dataset}.model.skops")
 
     def on_answers(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
         engine.update([_ours(engine, eg) for eg in answers if _in_pool(engine, eg)], SESSION)
         stats = engine.stats()
+        estimate = stats["estimate"]
         return {"round": stats["model_round"], "n_annotations": stats["n_annotations"],
                 "n_train": stats["history"][-1]["n_train"] if stats["history"] else 0,
-                "error": stats["last_error"]}
+                "error": stats["last_error"],
+                "accuracy": {key: estimate[key] for key in ("accuracy", "low", "high", "n")},
+                "stop": stats["stop"]["message"], "stop_suggested": stats["stop"]["suggested"]}
 
     def validate_answer(eg: Dict[str, Any]) -> None:
         if eg.get("answer") == "accept" and len(eg.get("accept") or []) != 1:
@@ -144,6 +160,9 @@ def retrain_loop(
         # The image view sends the picture inline; the database keeps the path, as Prodigy's
         # own image recipes do, instead of a copy of every image in every answer.
         for eg in examples:
+            hidden = eg.pop(HIDDEN, None)
+            if isinstance(hidden, dict):  # an audit's served prediction, saved with its answer
+                eg["meta"] = {**(eg.get("meta") or {}), **hidden}
             path = (eg.get(FIELDS) or {}).get("image")
             if isinstance(eg.get("image"), str) and eg["image"].startswith("data:") and path:
                 eg["image"] = path
@@ -228,6 +247,10 @@ def _renderer(engine: Engine, view: str,
               root: Path) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
     def render(task: Dict[str, Any]) -> Dict[str, Any]:
         out = {key: task[key] for key in _TASK_KEYS}
+        if task["meta"].get("source") == "audit":
+            meta = dict(task["meta"])
+            out[HIDDEN] = {key: meta.pop(key) for key in _SERVED if key in meta}
+            out["meta"] = meta
         # The row as the pool file has it: a column may share a name with what the engine adds.
         row = engine.pool.tasks[engine.pool.index_of(task["_input_hash"])]
         fields = {key: value for key, value in row.items() if key != "_input_hash"}

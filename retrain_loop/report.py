@@ -7,8 +7,8 @@ from typing import Any
 
 def status_text(report: dict[str, Any]) -> str:
     """``history.status`` as the lines a terminal shows."""
-    lines = [f"Dataset {report['dataset']}: {report['n_labels']} labels "
-             f"({_counts(report['per_label'])}), {report['rounds']} model rounds."]
+    lines = [(f"Dataset {report['dataset']}: {report['n_labels']} labels "
+             f"({_counts(report['per_label'])}), {report['rounds']} model rounds.")]
     lines += estimate_lines(report["estimate"])
     lines += stop_lines(report["stop"])
     return "\n".join(lines)
@@ -16,11 +16,11 @@ def status_text(report: dict[str, Any]) -> str:
 
 def estimate_lines(est: dict[str, Any]) -> list[str]:
     if not est["n"]:
-        return ["Accuracy: no audit answers yet, so there is no honest estimate to show. Audit "
+        return [("Accuracy: no audit answers yet, so there is no honest estimate to show. Audit "
                 "tasks are a random share of the served tasks (--audit, 0.1 by default); "
-                "accuracy on the rows the model chose itself would flatter or wrong it."]
-    lines = [f"Accuracy: {est['accuracy']:.3f} (95% interval {est['low']:.3f} to {est['high']:.3f}), "
-             f"from the latest {est['n']} audit answers (of {est['n_audit']})."]
+                "accuracy on the rows the model chose itself would flatter or wrong it.")]
+    lines = [(f"Accuracy: {est['accuracy']:.3f} (95% interval {est['low']:.3f} to {est['high']:.3f}), "
+             f"from the latest {est['n']} audit answers (of {est['n_audit']}).")]
     labels = est["confusion"]["labels"]
     width = max([len(label) for label in labels] + [5])
     lines += ["", f"{'label':<{width}}  precision  recall  audited"]

@@ -79,18 +79,18 @@ def section(results: list[dict[str, Any]], seeds: int, budget: int, image: Path,
             out: Path) -> str:
     lines = [
         SECTION, "",
-        f"`scripts/bench_trust.py`: the default engine (`auto`, margin, audit share 0.1, batch 10, "
+        (f"`scripts/bench_trust.py`: the default engine (`auto`, margin, audit share 0.1, batch 10, "
         f"10 random initial labels, budget {budget} or the pool) on the ten suite datasets, "
         f"{seeds} seeds each, 30% held out per seed; the same runs with `--audit 0` for the cost. "
         "Coverage counts the rounds where the estimate rests on at least "
         f"{MIN_AUDIT_FOR_COVERAGE} audit answers (the latest 100 at most) and asks whether its "
         "95% Wilson interval holds the just-refitted model's held-out accuracy. The stop is the "
         "first round where the mean kappa of the last 3 rounds' stop-set predictions is at "
-        "least 0.99, with 50 labels and 3 per label.", "",
+        "least 0.99, with 50 labels and 3 per label."), "",
         machine("Label counts and accuracies do not depend on the machine's speed."), "",
-        "| dataset | rows | pool/budget | rounds counted | coverage | misses above/below | "
+        ("| dataset | rows | pool/budget | rounds counted | coverage | misses above/below | "
         "median width | runs stopped | labels at stop | acc. at stop / at budget | "
-        "AULC audit | AULC no audit | cost |",
+        "AULC audit | AULC no audit | cost |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     covered = fired = fired_ok = 0
@@ -118,22 +118,22 @@ def section(results: list[dict[str, Any]], seeds: int, budget: int, image: Path,
     lines += [
         "",
         "Targets:",
-        f"- interval coverage ≥ {COVERAGE_TARGET:.0%} of counted rounds: met on {covered} of the "
+        (f"- interval coverage ≥ {COVERAGE_TARGET:.0%} of counted rounds: met on {covered} of the "
         f"{with_rounds} datasets that reach {MIN_AUDIT_FOR_COVERAGE} audit answers "
         f"(pooled over them: {_fmt(pooled)} of {all_counted} rounds). Datasets whose pool runs "
-        "out first (iris, wine) never reach that many.",
-        f"- the stop fires within the budget on {fired} of {len(results)} datasets (in at least "
+        "out first (iris, wine) never reach that many."),
+        (f"- the stop fires within the budget on {fired} of {len(results)} datasets (in at least "
         f"half of the seeds); where it fires, accuracy at the stop is ≥ {STOP_RATIO_TARGET}× "
-        f"the accuracy at the end of the budget on {fired_ok} of those {fired}.",
-        f"- the audit's cost: AULC lower by {np.mean(costs):+.4f} on average with the default "
+        f"the accuracy at the end of the budget on {fired_ok} of those {fired}."),
+        (f"- the audit's cost: AULC lower by {np.mean(costs):+.4f} on average with the default "
         f"10% share (largest {max(costs):+.4f}, smallest {min(costs):+.4f}; a negative cost "
-        "means the audit runs did better, which is seed noise).",
+        "means the audit runs did better, which is seed noise)."),
         "",
         f"![estimate and stop]({image.relative_to(out.parent).as_posix()})",
         "",
-        "Reading the plot: the solid line is the true held-out accuracy (mean over seeds), the "
+        ("Reading the plot: the solid line is the true held-out accuracy (mean over seeds), the "
         "dashed line and band the audit estimate and its 95% interval (mean over seeds, from 10 "
-        "audit answers on), the triangle the median label count where stopping was suggested.",
+        "audit answers on), the triangle the median label count where stopping was suggested."),
     ]
     return "\n".join(lines)
 

@@ -15,8 +15,11 @@ import pytest
 from conftest import RGB, rgb_label, rgb_rows, write_jsonl
 from prodigy_standin import Controller, Database, Prodigy, check_task, run_controller
 
+from retrain_loop.audit import SOURCES
+
 RECIPE_FILE = Path(__file__).resolve().parent.parent / "recipes" / "retrain_loop.py"
 MODULE = "retrain_loop.recipes.retrain_loop"
+HIDDEN = "_retrain_loop_audit"  # where the recipe keeps an audit's prediction off the card
 
 
 def load_recipe(prodigy: Prodigy):
@@ -32,6 +35,12 @@ def prodigy():
     yield stand_in
     stand_in.uninstall()
     sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """The recipe keeps its round history in DATASET.history.db in the working directory."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
@@ -121,7 +130,8 @@ def test_a_restarted_recipe_skips_answered_rows_and_learns_from_them(prodigy, po
                    batch_size=10)
     first = [next(again["stream"]) for _ in range(30)]
     assert not {t["_input_hash"] for t in first} & answered
-    assert first[0]["meta"]["round"] == 1  # refit from the stored answers before serving
+    # Refit from the stored answers before serving; round numbers go on from the four before.
+    assert first[0]["meta"]["round"] == 5
     assert again["update"]([])["n_train"] == 40
 
 
@@ -175,7 +185,8 @@ def test_recipe_and_server_make_the_same_first_refit(prodigy, pool_file, serve):
         server_next = get()
     assert [t["_input_hash"] for t in served] == [t["_input_hash"] for t in first + prefetched]
     assert [t["_input_hash"] for t in recipe_next] == [t["_input_hash"] for t in server_next]
-    assert [t["meta"] for t in recipe_next] == [t["meta"] for t in server_next]
+    # The recipe hides an audit's prediction from Prodigy's card; it is the server's all the same.
+    assert [{**t["meta"], **t.get(HIDDEN, {})} for t in recipe_next] == [t["meta"] for t in server_next]
 
 
 def test_recipe_file_loads_with_dash_f(prodigy):
@@ -314,8 +325,9 @@ def test_pool_columns_named_like_prodigy_fields_stay_under_fields(prodigy, tmp_p
     controller = Controller(c, prodigy.db)  # checks every task against the interfaces
     served = controller.session(lambda t: "low" if t["fields"]["x"] < 30 else "high", 3)
     for task in served:
+        audit = {HIDDEN} if task["meta"]["source"] == "audit" else set()
         assert set(task) == {"_input_hash", "_task_hash", "options", "accept", "meta", "html",
-                             "fields"}
+                             "fields"} | audit
         row = rows[int(task["fields"]["id"][1:])]
         assert task["fields"] == row
         assert "&lt;b&gt;raw&lt;/b&gt;" in task["html"] and "wide" in task["html"]
@@ -395,3 +407,33 @@ def test_an_error_reading_an_existing_dataset_is_not_hidden(prodigy, pool_file):
     prodigy.db.add_dataset("ds")
     with pytest.raises(RuntimeError, match="locked"):
         load_recipe(prodigy)("ds", str(pool_file), label="red,green,blue", features="r,g,b")
+
+
+def test_an_audit_prediction_is_hidden_from_the_card_and_saved_with_the_answer(prodigy, pool_file):
+    c = load_recipe(prodigy)("colours", str(pool_file), label="red,green,blue", features="r,g,b",
+                             model="logreg", batch_size=10, audit=0.2)
+    controller = Controller(c, prodigy.db)
+    served = controller.session(truth, 8)
+    audits = [t for t in served if t["meta"]["source"] == "audit"]
+    assert len(audits) >= 10  # 0.2 of the 70 tasks served once a model exists
+    for task in audits:
+        assert task["accept"] == []  # nothing preselected
+        assert "predicted" not in task["meta"] and "p" not in task["meta"]
+        assert task[HIDDEN]["predicted"] in RGB
+    saved = {eg["_input_hash"]: eg for eg in prodigy.db.get_dataset_examples("colours")}
+    answered = [t for t in audits if t["_input_hash"] in saved]  # not the batch pulled ahead
+    assert len(answered) >= 8
+    for task in answered:
+        eg = saved[task["_input_hash"]]
+        assert HIDDEN not in eg
+        assert eg["meta"]["predicted"] == task[HIDDEN]["predicted"]
+        assert eg["meta"]["round"] == task["meta"]["round"]
+    sources = {eg["meta"]["source"] for eg in saved.values()}
+    assert {"initial", "audit", "active"} <= sources <= set(SOURCES)
+    accuracy = controller.updates[-1]["accuracy"]
+    n = sum(1 for eg in saved.values() if eg["meta"]["source"] == "audit")
+    assert accuracy["n"] == n and accuracy["low"] <= accuracy["accuracy"] <= accuracy["high"]
+    right = sum(eg["meta"]["predicted"] == eg["accept"][0] for eg in saved.values()
+                if eg["meta"]["source"] == "audit")
+    assert accuracy["accuracy"] == round(right / n, 4)
+    assert isinstance(controller.updates[-1]["stop"], str)

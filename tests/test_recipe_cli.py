@@ -26,16 +26,19 @@ COLOURS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink",
 EXPECTED = {"dataset": "colours", "source": "demo/colours.jsonl", "label": COLOURS,
             "features": ["r", "g", "b"], "view": "colour", "batch_size": 10,
             "id_column": "id", "model": "auto", "strategy": "margin", "prefer": None,
-            "explore": 0.0, "update": "refit", "seed": 0, "model_out": None}
+            "explore": 0.0, "update": "refit", "seed": 0, "model_out": None, "audit": 0.1,
+            "history": None}
 EVERY_OPTION = ("ds pool.csv --label a,b --features x,y --id-column key --model logreg "
                 "--strategy entropy --view record --batch-size 5 --prefer a --explore 0.25 "
-                "--update incremental --seed 7 --model-out out.skops")
+                "--update incremental --seed 7 --model-out out.skops --audit 0.2 "
+                "--history h.db")
 EVERY_SHORT = ("ds pool.csv -l a,b -f x,y -i key -m logreg -s entropy -v record -b 5 -p a "
-               "-e 0.25 -u incremental -S 7 -o out.skops")
+               "-e 0.25 -u incremental -S 7 -o out.skops -a 0.2 -H h.db")
 EVERY_PARSED = {"dataset": "ds", "source": "pool.csv", "label": ["a", "b"],
                 "features": ["x", "y"], "id_column": "key", "model": "logreg",
                 "strategy": "entropy", "view": "record", "batch_size": 5, "prefer": "a",
-                "explore": 0.25, "update": "incremental", "seed": 7, "model_out": "out.skops"}
+                "explore": 0.25, "update": "incremental", "seed": 7, "model_out": "out.skops",
+                "audit": 0.2, "history": "h.db"}
 
 
 def readme_command_lines() -> list[list[str]]:
