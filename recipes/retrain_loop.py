@@ -69,8 +69,8 @@ ARGS: Dict[str, tuple] = {
     "seed": ("Random seed", "S", None),
     "model_out": ("Where the model is saved on exit (default: DATASET.model.skops)", "o", None),
     "audit": ("Share of tasks drawn at random to estimate accuracy honestly, 0 to 1", "a", None),
-    "history": ("SQLite file for the round history and the stop set "
-                "(default: DATASET.history.db)", "H", None),
+    "history": ("SQLite file of the round history and stop set (default: DATASET.history.db)",
+                "H", None),
 }
 
 
