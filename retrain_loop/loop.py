@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import threading
 import time
 from collections import Counter, deque
@@ -21,6 +20,15 @@ import numpy as np
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
+from .answers import (  # noqa: F401 - the hosts import the answer errors from here
+    SESSION_PATTERN,
+    AnswerError,
+    UnknownLabel,
+    UnknownTask,
+    check_session,
+    outcome,
+    to_record,
+)
 from .audit import DEFAULT_SHARE, AuditDraw
 from .estimate import DEFAULT_WINDOW
 from .hashing import task_hash
@@ -29,7 +37,7 @@ from .models import DEFAULT_MODEL, ModelError, describe, label_probabilities, ma
 from .pool import Pool
 from .ranking import Ranking
 from .stopping import StopRule
-from .store import ANSWERS, AnnotationStore, session_id
+from .store import AnnotationStore, session_id
 from .strategies import (
     coverage_order,
     farthest_first,
@@ -43,7 +51,6 @@ from .strategies import (
 
 log = logging.getLogger(__name__)
 
-SESSION_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 UPDATE_MODES = ("refit", "incremental")
 _THREADS = ThreadpoolController()
 # Pools larger than this are scored in slices of this many rows (see Engine._predict); 16k-64k
@@ -54,18 +61,6 @@ _DISCOVERY_ROUNDS = 5  # rounds that look for missing labels before giving up
 
 class EngineError(ValueError):
     """Settings the engine cannot run with."""
-
-
-class AnswerError(ValueError):
-    """An answer that does not fit the task it claims to answer."""
-
-
-class UnknownLabel(AnswerError):
-    """An answer that accepts a label the project does not have."""
-
-
-class UnknownTask(AnswerError):
-    """An answer for a row that is not in the pool."""
 
 
 @dataclass
@@ -200,7 +195,7 @@ class Engine:
 
     def get_questions(self, session: str, n: int | None = None) -> list[dict[str, Any]]:
         """Lease up to ``n`` rows to a session, best first. Never waits for a refit."""
-        _check_session(session)
+        check_session(session)
         n = self.batch_size if n is None else n
         out: list[tuple[int, _Lease]] = []
         with self._lock:
@@ -307,12 +302,12 @@ class Engine:
 
         Every answer is checked before any is stored, so a bad batch stores nothing.
         """
-        _check_session(session)
+        check_session(session)
         sid = session_id(self.dataset, session)
         now = int(time.time())
         records, indices = [], []
         for answer in answers:
-            index, record = self._record(answer, sid, now)
+            index, record = to_record(answer, self.pool, self.labels, self.task_hash, sid, now)
             records.append(record)
             indices.append(index)
         with self._lock:
@@ -325,60 +320,17 @@ class Engine:
             for index, record in zip(indices, records):
                 self._answered[index] = True
                 self._leases.pop(index, None)
-                self._latest[(sid, record["_task_hash"])] = _outcome(record)
+                self._latest[(sid, record["_task_hash"])] = outcome(record)
         if stored:
             self.schedule_refit()
         return stored
-
-    def _record(self, answer: Any, sid: str, now: int) -> tuple[int, dict[str, Any]]:
-        if not isinstance(answer, dict):
-            raise AnswerError("each answer must be an object")
-        input_hash = answer.get("_input_hash")
-        if not isinstance(input_hash, int) or isinstance(input_hash, bool):
-            raise AnswerError(f"_input_hash must be an integer, got {input_hash!r}")
-        index = self.pool.index_of(input_hash)
-        if index is None:
-            raise UnknownTask(f"no row in the pool has _input_hash {input_hash}")
-        expected = self.task_hash(index)
-        if answer.get("_task_hash") != expected:
-            raise AnswerError(
-                f"_task_hash {answer.get('_task_hash')!r} does not match row {input_hash} "
-                "asked with this project's labels"
-            )
-        verdict = answer.get("answer")
-        if verdict not in ANSWERS:
-            raise AnswerError(f"answer must be one of {', '.join(ANSWERS)}, got {verdict!r}")
-        accept = answer.get("accept", [])
-        if not isinstance(accept, list) or not all(isinstance(a, str) for a in accept):
-            raise AnswerError("accept must be a list of label ids")
-        unknown = [a for a in accept if a not in self._label_index]
-        if unknown:
-            raise UnknownLabel(
-                f"unknown label {unknown[0]!r}: the labels are {', '.join(self.labels)}"
-            )
-        if verdict == "accept" and len(accept) != 1:
-            raise AnswerError("an accepted answer must choose exactly one label")
-        meta = answer.get("meta")
-        record = dict(self.pool.tasks[index])
-        record.update(
-            options=self.options,
-            accept=accept,
-            answer=verdict,
-            meta=meta if isinstance(meta, dict) else {},
-            _input_hash=input_hash,
-            _task_hash=expected,
-            _session_id=sid,
-            _annotator_id=sid,
-            _timestamp=now,
-        )
-        return index, record
 
     def _load_answered(self) -> None:
         for record in self.store.get(self.dataset):
             index = self.pool.index_of(record.get("_input_hash"))
             if index is not None:
                 self._answered[index] = True
-            self._latest[(record.get("_session_id", ""), record.get("_task_hash"))] = _outcome(
+            self._latest[(record.get("_session_id", ""), record.get("_task_hash"))] = outcome(
                 record
             )
 
@@ -630,17 +582,3 @@ class Engine:
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=30)
-
-
-def _outcome(record: dict[str, Any]) -> str:
-    """What an answer counts as in the stats: its label, or ``_reject`` / ``_ignore``."""
-    if record.get("answer") == "accept" and record.get("accept"):
-        return str(record["accept"][0])
-    return f"_{record.get('answer')}"
-
-
-def _check_session(session: Any) -> None:
-    if not isinstance(session, str) or not re.match(SESSION_PATTERN, session):
-        raise AnswerError(
-            "session must be 1-64 characters of letters, digits, '_', '.', '@' or '-'"
-        )

@@ -82,6 +82,7 @@ def test_restart_loses_nothing_and_refits_before_serving(serve, tmp_path):
             post(client, answers).raise_for_status()
             answered |= {t["_input_hash"] for t in tasks}
         out_before = client.get("/api/questions", params={"session": "alice"}).json()["tasks"]
+        assert serve.last_engine.wait_idle(30)
         before = client.get("/api/stats").json()
     serve.last_server.stop()
 
@@ -91,9 +92,10 @@ def test_restart_loses_nothing_and_refits_before_serving(serve, tmp_path):
         assert after["n_annotations"] == before["n_annotations"] == 30
         assert after["per_label"] == before["per_label"]
         # The history survives the restart, and round numbers go on from where they were.
-        assert after["model_round"] == before["model_round"] + 1 == 4
-        assert after["history"][:3] == before["history"]
-        assert [h["n_train"] for h in after["history"]] == [10, 20, 30, 30]
+        # (Refits coalesce, so three batches make two or three rounds.)
+        assert after["model_round"] == before["model_round"] + 1
+        assert after["history"][:-1] == before["history"]
+        assert before["history"][-1]["n_train"] == after["history"][-1]["n_train"] == 30
         served = set()
         while tasks := client.get("/api/questions", params={"session": "bob", "n": 50}).json()["tasks"]:
             served |= {t["_input_hash"] for t in tasks}
