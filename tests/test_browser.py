@@ -6,6 +6,7 @@ Skipped, with the reason, when Playwright or a Chromium executable is missing.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -395,3 +396,284 @@ def test_unsaved_answers_are_kept_for_the_next_visit(serve, page):
     expect(again.locator("#unsaved")).to_have_text("0 unsaved")
     assert wait_for_stats(base, lambda st: st["n_annotations"] == 3)["n_annotations"] == 3
     expect(again.locator("#stats-total")).to_have_text("3")
+
+
+# ---------------------------------------------------------------- random checks, estimate, stop
+
+AUDIT_NOTE = "Random check: the model's guess is hidden so it can't sway you."
+
+
+def js_percent(value: float) -> int:
+    """Math.round(value * 100), as the page rounds (Python's round() would round half to even)."""
+    return math.floor(value * 100 + 0.5)
+
+
+class ServedTasks:
+    """Every task the page was served, by hex, read from its GET /api/questions responses."""
+
+    def __init__(self, page):
+        self._responses: list = []
+        self._by_hex: dict[str, dict] = {}
+        page.on("response", self._on_response)
+
+    def _on_response(self, response) -> None:
+        if "/api/questions" in response.url and response.request.method == "GET":
+            self._responses.append(response)
+
+    def __getitem__(self, hex_value: str) -> dict:
+        while self._responses:
+            for task in self._responses.pop(0).json()["tasks"]:
+                self._by_hex[task["hex"]] = task
+        return self._by_hex[hex_value]
+
+
+def answer_via_api(base_url: str, engine, session: str, n: int) -> int:
+    """Fetch up to ``n`` tasks for ``session``, answer each with its true label, wait for the refit."""
+    got = httpx.get(f"{base_url}/api/questions", params={"session": session, "n": n}, timeout=10.0)
+    got.raise_for_status()
+    tasks = got.json()["tasks"]
+    if not tasks:
+        return 0
+    answers = [dict(task, answer="accept", accept=[brightest_label(task)]) for task in tasks]
+    posted = httpx.post(
+        f"{base_url}/api/answers", json={"session": session, "answers": answers}, timeout=10.0
+    )
+    posted.raise_for_status()
+    assert engine.wait_idle(30), "the refit did not finish"
+    return len(tasks)
+
+
+def test_audit_task_hides_the_guess_and_active_task_shows_it(serve, page):
+    rows = colour_rows(200, seed=4)
+    by_hex = {row["hex"]: row for row in rows}
+    # Half the tasks are random checks once a model exists: they alternate with active ones.
+    base = serve(
+        rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5, audit=0.5
+    )
+    served = ServedTasks(page)
+    posted: list[dict] = []
+    page.on(
+        "request",
+        lambda request: (
+            posted.extend(request.post_data_json["answers"])
+            if request.url.endswith("/api/answers") and request.method == "POST"
+            else None
+        ),
+    )
+    open_page(page, base, "audit-test")
+    guess = page.locator("#guess")
+    selected = page.locator("#labels button.label.selected")
+
+    sources: list[str] = []
+    audit_hexes: list[str] = []
+    for _ in range(40):
+        row = shown_row(page, by_hex)
+        task = served[row["hex"]]
+        meta = task["meta"]
+        sources.append(meta["source"])
+        if meta["source"] == "audit":
+            # The model's prediction is recorded with the task, yet neither shown nor preselected.
+            assert task["accept"] == [], task
+            assert meta["predicted"] in COLOUR_LABELS, meta
+            expect(guess).to_have_text(AUDIT_NOTE)
+            expect(guess).not_to_contain_text(meta["predicted"])
+            expect(guess).not_to_contain_text("%")
+            expect(selected).to_have_count(0)
+            audit_hexes.append(row["hex"])
+        elif meta["source"] == "initial":
+            assert "predicted" not in meta, meta
+            expect(guess).to_have_text("no model yet")
+            expect(selected).to_have_count(0)
+        else:
+            predicted = meta["predicted"]
+            assert task["accept"] == [predicted], task
+            expected = f"model: {predicted}"
+            if meta.get("p") is not None:
+                expected += f" {js_percent(meta['p'])}%"
+            expect(guess).to_have_text(expected)
+            expect(selected).to_have_count(1)
+            expect(selected).to_have_attribute("data-label", predicted)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+        if len(audit_hexes) >= 2 and "active" in sources:
+            break
+
+    assert sources[0] == "initial", sources
+    assert len(audit_hexes) >= 2, f"no random check served in 40 tasks: {sources}"
+    assert "active" in sources, sources
+
+    with page.expect_response(is_answers_post) as response:
+        page.locator("#save").click()
+    assert response.value.ok
+    expect(page.locator("#unsaved")).to_have_text("0 unsaved")
+    # The answers went back with the task's meta, so the server can score its audit answers.
+    by_posted_hex = {entry["hex"]: entry for entry in posted}
+    for hex_value in audit_hexes:
+        entry = by_posted_hex[hex_value]
+        assert entry["meta"]["source"] == "audit", entry
+        assert entry["meta"]["predicted"] == served[hex_value]["meta"]["predicted"], entry
+        assert entry["accept"] == [brightest_label(by_hex[hex_value])], entry
+    s = wait_for_stats(base, lambda st: st["estimate"]["n_audit"] == len(audit_hexes))
+    assert s["estimate"]["n"] == len(audit_hexes), s["estimate"]
+    assert page.js_errors == []
+
+
+def expected_accuracy_text(est: dict) -> str:
+    n, n_all = est["n"], est["n_audit"]
+    text = (
+        f"{js_percent(est['accuracy'])}% ({js_percent(est['confidence'])}% interval "
+        f"{js_percent(est['low'])}–{js_percent(est['high'])}%)"
+    )
+    if n < n_all:
+        return text + f" from the latest {n} of {n_all} random checks"
+    return text + f" from {n} random check{'' if n == 1 else 's'}"
+
+
+def test_panel_shows_estimate_stop_and_mistakes(serve, page):
+    rows = colour_rows(300, seed=5)
+    base = serve(
+        rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=10, audit=0.25
+    )
+    engine = serve.last_engine
+    open_page(page, base, "panel-test")
+
+    # Cold start: no estimate, only the reason why; the stop message is the server's, as is.
+    s = stats(base)
+    assert s["estimate"]["n"] == 0 and s["history"] == [], s
+    accuracy = page.locator("#accuracy")
+    expect(accuracy).to_have_text(
+        "No random checks yet: they start with the first model; then about 1 in 4 tasks is one."
+    )
+    expect(accuracy.locator(".accuracy-value")).to_have_count(0)
+    expect(page.locator("#stop-message")).to_have_text(s["stop"]["message"])
+    assert s["stop"]["message"].startswith("Too early to tell"), s["stop"]
+    expect(page.locator("#stop")).not_to_have_class(re.compile(r"\bsuggested\b"))
+    expect(page.locator("#stop-kappa")).to_be_hidden()
+    expect(page.locator("#mistakes")).to_be_hidden()
+    expect(page.locator("#curve")).to_contain_text("no model rounds yet")
+    # Both curves are named in the legend and explained under the chart.
+    legend = page.locator("#curve-legend")
+    expect(legend).to_contain_text("accuracy")
+    expect(legend).to_contain_text("95% interval")
+    expect(legend).to_contain_text("kappa")
+    expect(legend).to_contain_text("stop level 0.99")
+    caption = page.locator("#curve-caption")
+    expect(caption).to_contain_text(
+        "Accuracy: share of random checks the model got right, with its 95% interval."
+    )
+    expect(caption).to_contain_text(
+        "Kappa: agreement of each round's predictions with the round before"
+    )
+    expect(caption).to_contain_text("0.99")
+
+    # Another annotator answers through the API until the stop rule fires (about 120 labels).
+    total = 0
+    while total < 250:
+        added = answer_via_api(base, engine, "bulk", 10)
+        assert added, "the pool ran out before the stop rule fired"
+        total += added
+        if stats(base)["stop"]["suggested"]:
+            break
+    s = stats(base)
+    est, stop, history = s["estimate"], s["stop"], s["history"]
+    assert stop["suggested"] is True, stop
+    assert (
+        est["n"] >= 10
+        and est["accuracy"] is not None
+        and est["low"] <= est["accuracy"] <= est["high"]
+    ), est
+
+    # The panel follows on its next refresh.
+    expect(page.locator("#stats-total")).to_have_text(str(s["n_annotations"]))
+    expect(accuracy).to_have_text(expected_accuracy_text(est))
+    expect(accuracy.locator(".accuracy-value")).to_have_text(f"{js_percent(est['accuracy'])}%")
+    expect(page.locator("#stop-message")).to_have_text(stop["message"])
+    expect(page.locator("#stop")).to_have_class(re.compile(r"\bsuggested\b"))
+    expect(page.locator("#stop-badge")).to_be_visible()
+    expect(page.locator("#stop-kappa")).to_have_text(
+        f"Last round's predictions agree {stop['kappa']:.3f} with the round before (kappa)."
+    )
+
+    # The curve: one accuracy point per round with an estimate, one kappa point per compared round,
+    # the interval band, the stop level and where stopping was first suggested.
+    with_accuracy = [h for h in history if h["accuracy"] is not None]
+    with_kappa = [h for h in history if h["kappa"] is not None]
+    assert len(history) <= 40 and with_accuracy and with_kappa, history
+    curve = page.locator("#curve")
+    expect(curve.locator("circle.acc-dot")).to_have_count(len(with_accuracy))
+    expect(curve.locator("circle.kappa-dot")).to_have_count(len(with_kappa))
+    expect(curve.locator("polyline.acc")).to_have_count(1 if len(with_accuracy) > 1 else 0)
+    expect(curve.locator("polyline.kappa")).to_have_count(1 if len(with_kappa) > 1 else 0)
+    expect(curve.locator(".band")).to_have_count(1)
+    expect(curve.locator("line.threshold")).to_have_count(1)
+    expect(curve.locator("line.stopped")).to_have_count(1)
+    expect(page.locator("#legend-stopped")).to_be_visible()
+    last_kappa = curve.locator("circle.kappa-dot").last.locator("title")
+    expect(last_kappa).to_have_text(re.compile(rf"kappa {with_kappa[-1]['kappa']:.3f} "))
+
+    # Mistakes on random checks: the confusion table and per-label precision and recall.
+    matrix = est["confusion"]["matrix"]
+    labels = est["confusion"]["labels"]
+    assert labels == COLOUR_LABELS
+    mistakes = page.locator("#mistakes")
+    expect(mistakes).to_be_visible()
+    hits = sum(matrix[i][i] for i in range(len(labels)))
+    checks = sum(map(sum, matrix))
+    expect(page.locator("#mistakes-summary")).to_have_text(
+        f"Mistakes on random checks: {checks - hits} of {checks}"
+    )
+    confusion = page.locator("#confusion")
+    expect(confusion).to_be_hidden()  # folded away until asked for
+    page.locator("#mistakes-summary").click()
+    expect(confusion).to_be_visible()
+    expect(confusion.locator("th.corner")).to_have_text("annotator's label ↓")
+    expect(confusion.locator("th.cols-name")).to_have_text("model's prediction →")
+    shown = [
+        i for i, label in enumerate(labels) if sum(matrix[i]) + sum(row[i] for row in matrix) > 0
+    ]
+    expect(confusion.locator("th.col-label")).to_have_text([labels[j] for j in shown])
+    expect(confusion.locator("tbody tr")).to_have_count(len(shown))
+    for i in shown:
+        cells = confusion.locator(f'tbody tr[data-label="{labels[i]}"] td')
+        expect(cells).to_have_count(len(shown))
+        assert [int(c) for c in cells.evaluate_all("tds => tds.map(td => td.dataset.count)")] == [
+            matrix[i][j] for j in shown
+        ]
+    quality = page.locator("#quality")
+    expect(quality).to_be_visible()
+    for i in shown:
+        q = est["per_label"][labels[i]]
+        expected = [
+            str(q["support"]),
+            "–" if q["precision"] is None else f"{js_percent(q['precision'])}%",
+            "–" if q["recall"] is None else f"{js_percent(q['recall'])}%",
+        ]
+        expect(quality.locator(f'tbody tr[data-label="{labels[i]}"] td')).to_have_text(expected)
+    assert page.js_errors == []
+
+
+def test_no_random_checks_means_no_accuracy(serve, page):
+    rows = colour_rows(80, seed=6)
+    base = serve(
+        rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=10, audit=0.0
+    )
+    for _ in range(3):
+        assert answer_via_api(base, serve.last_engine, "bulk", 10) == 10
+    s = stats(base)
+    assert s["audit"] == 0 and s["model_round"] >= 1 and s["estimate"]["n"] == 0, s
+    open_page(page, base, "no-audit")
+    expect(page.locator("#stats-total")).to_have_text("30")
+    expect(page.locator("#accuracy")).to_have_text(
+        "Random checks are off (audit share 0), so there is no honest accuracy estimate."
+    )
+    expect(page.locator("#accuracy .accuracy-value")).to_have_count(0)
+    expect(page.locator("#mistakes")).to_be_hidden()
+    expect(page.locator("#stop-message")).to_have_text(s["stop"]["message"])
+    # The model's guess is still offered on the tasks it picked.
+    expect(page.locator("#guess")).to_have_text(re.compile(r"^model: (red|green|blue)( \d+%)?$"))
+    expect(page.locator("#curve circle.acc-dot")).to_have_count(0)
+    expect(page.locator("#curve circle.kappa-dot")).to_have_count(
+        len([h for h in s["history"] if h["kappa"] is not None])
+    )
+    assert page.js_errors == []

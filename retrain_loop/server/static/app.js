@@ -199,7 +199,18 @@
     return (state.project.labels || []).map(function (l) { return { id: String(l), text: String(l) }; });
   }
 
+  function taskMeta(task) {
+    return task && task.meta && typeof task.meta === "object" ? task.meta : {};
+  }
+
+  // An audit task is a random check: its answer measures the model, so the model's prediction is
+  // neither shown nor preselected, whatever the task carries.
+  function isAudit(task) {
+    return taskMeta(task).source === "audit";
+  }
+
   function modelGuess(task) {
+    if (isAudit(task)) return null;
     if (Array.isArray(task.accept) && task.accept.length) return String(task.accept[0]);
     return null;
   }
@@ -290,11 +301,17 @@
   }
 
   function renderGuess(task) {
+    var meta = taskMeta(task);
+    el.guess.dataset.source = meta.source !== undefined && meta.source !== null ? String(meta.source) : "";
+    el.guess.classList.remove("has-model", "audit");
+    if (isAudit(task)) {
+      el.guess.textContent = "Random check: the model's guess is hidden so it can't sway you.";
+      el.guess.classList.add("audit");
+      return;
+    }
     var guess = modelGuess(task);
-    var meta = task.meta && typeof task.meta === "object" ? task.meta : {};
     if (guess === null) {
       el.guess.textContent = "no model yet";
-      el.guess.classList.remove("has-model");
       return;
     }
     var text = "model: " + guess;
@@ -575,8 +592,14 @@
       el.statsError.textContent = "";
       el.statsError.hidden = true;
     }
-    renderPerLabel(s.per_label || {});
-    renderCurve(Array.isArray(s.history) ? s.history : []);
+    var history = Array.isArray(s.history) ? s.history : [];
+    var est = objectOr(s.estimate);
+    redraw("perLabel", [state.project.labels, s.per_label], function () { renderPerLabel(objectOr(s.per_label) || {}); });
+    redraw("accuracy", [s.audit, s.model_round > 0, est], function () { renderAccuracy(s); });
+    redraw("stop", s.stop, function () { renderStop(s); });
+    redraw("caption", [s.stop, est && est.confidence], function () { renderCaption(s); });
+    redraw("curve", [history, s.stop, est && est.confidence], function () { renderCurve(history, s); });
+    redraw("mistakes", est, function () { renderMistakes(est); });
   }
 
   function renderPerLabel(perLabel) {
@@ -617,77 +640,315 @@
     return node;
   }
 
-  // Two honest signals, both free to compute: how often the annotator kept the model's guess on
-  // the rows it was least sure of, and how many open rows kept their predicted label across the
-  // last refit (near 100% means more labels are changing little).
-  var SERIES = [
-    { key: "guess_accuracy", cls: "line", dot: "dot", name: "guess kept" },
-    { key: "agreement", cls: "line2", dot: "dot2", name: "predictions unchanged" },
-  ];
-
-  function seriesPoints(history, key) {
-    return history.filter(function (h) {
-      return h && h[key] !== null && h[key] !== undefined &&
-        isFinite(Number(h[key])) && isFinite(Number(h.n_annotations));
-    }).map(function (h) {
-      return { x: Number(h.n_annotations), y: Math.max(0, Math.min(1, Number(h[key]))), h: h };
-    });
+  function isNum(v) {
+    return v !== null && v !== undefined && v !== "" && typeof v !== "boolean" && isFinite(Number(v));
   }
 
-  function renderCurve(history) {
-    var W = 300, H = 180, L = 46, R = 12, T = 22, B = 34;
-    var pw = W - L - R, ph = H - T - B;
-    var series = SERIES.map(function (s) { return { s: s, pts: seriesPoints(history, s.key) }; });
-    var all = series[0].pts.concat(series[1].pts);
-    clearChildren(el.curve);
+  function percent(v) { return Math.round(Number(v) * 100) + "%"; }
 
+  function plural(n, one, many) { return String(n) + " " + (n === 1 ? one : many); }
+
+  function objectOr(v) { return v && typeof v === "object" && !Array.isArray(v) ? v : null; }
+
+  function confidencePct(est) {
+    return est && isNum(est.confidence) ? Math.round(Number(est.confidence) * 100) : 95;
+  }
+
+  // ---- accuracy: only ever the audit estimate. Audit tasks are drawn uniformly from the open rows
+  // and the model's prediction is recorded before the answer, so their hit rate is unbiased; no
+  // other number on the page is called accuracy.
+
+  function renderAccuracy(s) {
+    var est = objectOr(s.estimate);
+    var n = est && isNum(est.n) ? Number(est.n) : 0;
+    var nAll = est && isNum(est.n_audit) ? Number(est.n_audit) : n;
+    var share = isNum(s.audit) ? Number(s.audit) : null;
+    clearChildren(el.accuracy);
+    el.accuracy.classList.toggle("has-estimate", !!(est && n > 0 && isNum(est.accuracy)));
+    if (est && n > 0 && isNum(est.accuracy)) {
+      var value = document.createElement("strong");
+      value.className = "accuracy-value";
+      value.textContent = percent(est.accuracy);
+      el.accuracy.appendChild(value);
+      var text = "";
+      if (isNum(est.low) && isNum(est.high)) {
+        text += " (" + confidencePct(est) + "% interval " + Math.round(Number(est.low) * 100) + "–" +
+          percent(est.high) + ")";
+      }
+      text += n < nAll ? " from the latest " + n + " of " + nAll + " random checks"
+        : " from " + plural(n, "random check", "random checks");
+      if (share !== null && share <= 0) text += "; random checks are off now, so it will not change";
+      el.accuracy.appendChild(document.createTextNode(text));
+      return;
+    }
+    var msg;
+    if (share === null) {
+      msg = "No random checks answered yet.";
+    } else if (share <= 0) {
+      msg = "Random checks are off (audit share 0), so there is no honest accuracy estimate.";
+    } else {
+      var every = share >= 1 ? "every task is one" : "about 1 in " + Math.max(1, Math.round(1 / share)) +
+        " tasks is one";
+      msg = Number(s.model_round) > 0 ? "No random checks answered yet; " + every + "."
+        : "No random checks yet: they start with the first model; then " + every + ".";
+    }
+    el.accuracy.textContent = msg;
+  }
+
+  // ---- the stop rule's verdict, its message shown as the server wrote it
+
+  function renderStop(s) {
+    var stop = objectOr(s.stop);
+    var suggested = !!(stop && stop.suggested === true);
+    el.stopMessage.textContent = stop && stop.message ? String(stop.message) : "–";
+    el.stop.classList.toggle("suggested", suggested);
+    el.stopBadge.hidden = !suggested;
+    if (stop && isNum(stop.kappa)) {
+      el.stopKappa.textContent = "Last round's predictions agree " + Number(stop.kappa).toFixed(3) +
+        " with the round before (kappa).";
+      el.stopKappa.hidden = false;
+    } else {
+      el.stopKappa.textContent = "";
+      el.stopKappa.hidden = true;
+    }
+  }
+
+  // ---- learning curve: the audit estimate with its interval, and kappa, per refit
+
+  function labelsAt(h) {
+    if (isNum(h.n_train)) return Number(h.n_train);
+    if (isNum(h.n_annotations)) return Number(h.n_annotations);
+    return null;
+  }
+
+  function clamp01(v) { return Math.max(0, Math.min(1, Number(v))); }
+
+  function renderCaption(s) {
+    var stop = objectOr(s.stop);
+    var threshold = stop && isNum(stop.threshold) ? String(Number(stop.threshold)) : "0.99";
+    var nRounds = stop && isNum(stop.window) ? Number(stop.window) : 3;
+    var conf = confidencePct(objectOr(s.estimate));
+    el.legendConfidence.textContent = String(conf);
+    el.legendThreshold.textContent = threshold;
+    el.curveCaption.textContent = "Accuracy: share of random checks the model got right, with its " + conf +
+      "% interval. Kappa: agreement of each round's predictions with the round before on a fixed sample; " +
+      "stopping is suggested when it stays above " + threshold +
+      (nRounds > 1 ? " (its mean over the last " + nRounds + " rounds)." : ".");
+  }
+
+  function renderCurve(history, s) {
+    var W = 300, H = 170, L = 34, R = 24, T = 8, B = 30;
+    var pw = W - L - R, ph = H - T - B;
+    var stop = objectOr(s.stop);
+    var threshold = stop && isNum(stop.threshold) ? clamp01(stop.threshold) : null;
+    var conf = confidencePct(objectOr(s.estimate));
+    var rounds = history.filter(function (h) { return objectOr(h) && labelsAt(h) !== null; });
+    var acc = rounds.filter(function (h) { return isNum(h.accuracy); });
+    var band = acc.filter(function (h) { return isNum(h.low) && isNum(h.high); });
+    var kap = rounds.filter(function (h) { return isNum(h.kappa); });
+    var stopped = rounds.filter(function (h) { return h.stop_suggested === true; })[0] || null;
+    clearChildren(el.curve);
+    el.legendStopped.hidden = stopped === null;
+
+    function sy(v) { return T + ph - clamp01(v) * ph; }
     [0, 0.25, 0.5, 0.75, 1].forEach(function (v) {
-      var y = T + ph - v * ph;
-      el.curve.appendChild(svg("line", { x1: L, x2: L + pw, y1: y, y2: y, class: v === 0 ? "axis" : "grid" }));
+      el.curve.appendChild(svg("line", { x1: L, x2: L + pw, y1: sy(v), y2: sy(v), class: v === 0 ? "axis" : "grid" }));
       if (v === 0 || v === 0.5 || v === 1) {
-        el.curve.appendChild(svg("text", { x: L - 5, y: y + 3, "text-anchor": "end", class: "tick" },
+        el.curve.appendChild(svg("text", { x: L - 4, y: sy(v) + 3, "text-anchor": "end", class: "tick tick-acc" },
           Math.round(v * 100) + "%"));
+        el.curve.appendChild(svg("text", { x: L + pw + 4, y: sy(v) + 3, "text-anchor": "start", class: "tick tick-kappa" },
+          String(v)));
       }
     });
     el.curve.appendChild(svg("line", { x1: L, x2: L, y1: T, y2: T + ph, class: "axis" }));
+    el.curve.appendChild(svg("line", { x1: L + pw, x2: L + pw, y1: T, y2: T + ph, class: "axis" }));
     el.curve.appendChild(svg("text", { x: L + pw / 2, y: H - 4, "text-anchor": "middle", class: "axis-title" },
-      "answers"));
-    series.forEach(function (entry, i) {
-      var x = L + i * 110;
-      el.curve.appendChild(svg("line", { x1: x, x2: x + 14, y1: 8, y2: 8, class: entry.s.cls }));
-      el.curve.appendChild(svg("text", { x: x + 18, y: 11, class: "legend" }, entry.s.name));
-    });
+      "labels"));
+    if (threshold !== null) {
+      var thr = svg("line", { x1: L, x2: L + pw, y1: sy(threshold), y2: sy(threshold), class: "threshold" });
+      thr.appendChild(svg("title", {}, "stop level: kappa " + threshold));
+      el.curve.appendChild(thr);
+    }
 
-    if (all.length === 0) {
-      el.curve.appendChild(svg("text", { x: L + pw / 2, y: T + ph / 2, "text-anchor": "middle", class: "empty" },
-        history.length ? "no guesses rated yet" : "no model rounds yet"));
+    if (rounds.length === 0) {
+      el.curve.appendChild(svg("text", { x: L + pw / 2, y: T + ph * 0.375 + 4, "text-anchor": "middle", class: "empty" },
+        "no model rounds yet"));
       return;
     }
-    var xmin = 0;
-    var xmax = Math.max.apply(null, all.map(function (p) { return p.x; }));
-    if (xmax <= xmin) xmax = xmin + 1;
-    function sx(x) { return L + ((x - xmin) / (xmax - xmin)) * pw; }
-    function sy(y) { return T + ph - y * ph; }
+    var xmax = Math.max.apply(null, rounds.map(labelsAt));
+    if (xmax <= 0) xmax = 1;
+    function sx(x) { return L + (Math.max(0, x) / xmax) * pw; }
+    function pt(x, y) { return sx(x).toFixed(1) + "," + sy(y).toFixed(1); }
 
-    [xmin, xmax].forEach(function (x, i) {
-      el.curve.appendChild(svg("text", {
-        x: sx(x), y: T + ph + 13, "text-anchor": i === 0 ? "start" : "end", class: "tick",
-      }, String(Math.round(x))));
-    });
+    el.curve.appendChild(svg("text", { x: sx(0), y: T + ph + 12, "text-anchor": "start", class: "tick" }, "0"));
+    el.curve.appendChild(svg("text", { x: sx(xmax), y: T + ph + 12, "text-anchor": "end", class: "tick" },
+      String(Math.round(xmax))));
 
-    series.forEach(function (entry) {
-      if (!entry.pts.length) return;
-      el.curve.appendChild(svg("polyline", {
-        class: entry.s.cls,
-        points: entry.pts.map(function (p) { return sx(p.x).toFixed(1) + "," + sy(p.y).toFixed(1); }).join(" "),
+    if (stopped) {
+      var mark = svg("line", { x1: sx(labelsAt(stopped)), x2: sx(labelsAt(stopped)), y1: T, y2: T + ph, class: "stopped" });
+      mark.appendChild(svg("title", {}, "stopping first suggested at round " + String(stopped.round) + ", " +
+        labelsAt(stopped) + " labels"));
+      el.curve.appendChild(mark);
+    }
+
+    if (band.length >= 2) {
+      var upper = band.map(function (h) { return pt(labelsAt(h), h.high); });
+      var lower = band.slice().reverse().map(function (h) { return pt(labelsAt(h), h.low); });
+      el.curve.appendChild(svg("polygon", { class: "band", points: upper.concat(lower).join(" ") }));
+    } else if (band.length === 1) {
+      var b = band[0];
+      el.curve.appendChild(svg("rect", {
+        class: "band", x: (sx(labelsAt(b)) - 3).toFixed(1), width: 6,
+        y: sy(b.high).toFixed(1), height: Math.max(1, sy(b.low) - sy(b.high)).toFixed(1),
       }));
-      entry.pts.forEach(function (p) {
-        var dot = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 3, class: entry.s.dot });
-        dot.appendChild(svg("title", {}, "round " + String(p.h.round) + ", " + p.x + " answers: " +
-          entry.s.name + " " + Math.round(p.y * 100) + "%"));
+    }
+
+    function series(points, key, cls, describe) {
+      if (!points.length) return;
+      if (points.length > 1) {
+        el.curve.appendChild(svg("polyline", {
+          class: cls, points: points.map(function (h) { return pt(labelsAt(h), h[key]); }).join(" "),
+        }));
+      }
+      // A dot per round while they fit; with many rounds only the latest, so the line stays readable.
+      var dotted = points.length <= 40 ? points : points.slice(-1);
+      dotted.forEach(function (h) {
+        var dot = svg("circle", { cx: sx(labelsAt(h)).toFixed(1), cy: sy(h[key]).toFixed(1), r: 2.6, class: cls + "-dot" });
+        dot.appendChild(svg("title", {}, "round " + String(h.round) + ", " + labelsAt(h) + " labels: " + describe(h)));
         el.curve.appendChild(dot);
       });
+    }
+    series(acc, "accuracy", "acc", function (h) {
+      var text = "accuracy " + percent(h.accuracy);
+      if (isNum(h.low) && isNum(h.high)) {
+        text += " (" + conf + "% interval " + Math.round(Number(h.low) * 100) + "–" + percent(h.high) + ")";
+      }
+      if (isNum(h.n_audit)) text += " from " + plural(Number(h.n_audit), "random check", "random checks");
+      return text;
     });
+    series(kap, "kappa", "kappa", function (h) {
+      return "kappa " + Number(h.kappa).toFixed(3) + " with the round before";
+    });
+    if (!acc.length && !kap.length) {
+      el.curve.appendChild(svg("text", { x: L + pw / 2, y: T + ph * 0.375 + 4, "text-anchor": "middle", class: "empty" },
+        "no random checks or rounds to compare yet"));
+    }
+  }
+
+  // ---- mistakes on random checks: the confusion table and per-label precision and recall
+
+  function cell(tag, text, cls, title) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    if (title) node.title = title;
+    return node;
+  }
+
+  function renderMistakes(est) {
+    var confusion = est ? objectOr(est.confusion) : null;
+    var n = est && isNum(est.n) ? Number(est.n) : 0;
+    if (!confusion || n <= 0 || !Array.isArray(confusion.labels) || !Array.isArray(confusion.matrix)) {
+      el.mistakes.hidden = true;
+      return;
+    }
+    var labels = confusion.labels.map(String);
+    var m = labels.map(function (_, i) {
+      var row = Array.isArray(confusion.matrix[i]) ? confusion.matrix[i] : [];
+      return labels.map(function (_, j) { return isNum(row[j]) ? Number(row[j]) : 0; });
+    });
+    var rowSum = m.map(function (row) { return row.reduce(function (a, b) { return a + b; }, 0); });
+    var colSum = labels.map(function (_, j) { return m.reduce(function (a, row) { return a + row[j]; }, 0); });
+    var total = rowSum.reduce(function (a, b) { return a + b; }, 0);
+    var hits = m.reduce(function (a, row, i) { return a + row[i]; }, 0);
+    // Labels no random check has touched (as answer or prediction) would be empty rows and columns.
+    var keep = [];
+    labels.forEach(function (_, i) { if (rowSum[i] + colSum[i] > 0) keep.push(i); });
+    var rowsName = confusion.rows ? String(confusion.rows) : "annotator's label";
+    var colsName = confusion.columns ? String(confusion.columns) : "model's prediction";
+
+    el.mistakesSummary.textContent = "Mistakes on random checks: " + (total - hits) + " of " + total;
+    clearChildren(el.confusion);
+    var caption = cell("caption", "Rows: " + rowsName + "; columns: " + colsName + "." +
+      (keep.length < labels.length ? " Labels no random check has met are left out." : ""));
+    el.confusion.appendChild(caption);
+    var thead = document.createElement("thead");
+    var top = document.createElement("tr");
+    var corner = cell("th", rowsName + " ↓", "corner");
+    corner.rowSpan = 2;
+    corner.scope = "col";
+    top.appendChild(corner);
+    var colsHead = cell("th", colsName + " →", "cols-name");
+    colsHead.colSpan = keep.length;
+    colsHead.scope = "colgroup";
+    top.appendChild(colsHead);
+    thead.appendChild(top);
+    var names = document.createElement("tr");
+    keep.forEach(function (j) {
+      var th = cell("th", null, "col-label", colsName + ": " + labels[j]);
+      th.scope = "col";
+      th.appendChild(cell("span", labels[j]));
+      names.appendChild(th);
+    });
+    thead.appendChild(names);
+    el.confusion.appendChild(thead);
+    var tbody = document.createElement("tbody");
+    keep.forEach(function (i) {
+      var tr = document.createElement("tr");
+      tr.dataset.label = labels[i];
+      var th = cell("th", labels[i], "row-label", rowsName + ": " + labels[i]);
+      th.scope = "row";
+      tr.appendChild(th);
+      keep.forEach(function (j) {
+        var v = m[i][j];
+        var cls = v === 0 ? "zero" : (i === j ? "hit" : "miss");
+        var td = cell("td", v === 0 ? "" : v, cls, labels[i] + " answered, " + labels[j] + " predicted: " + v);
+        td.dataset.count = String(v);
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+    el.confusion.appendChild(tbody);
+
+    clearChildren(el.quality);
+    el.quality.appendChild(cell("caption", "Precision: share of the model's predictions of a label that were " +
+      "right. Recall: share of a label's rows the model got right."));
+    var qhead = document.createElement("thead");
+    var qtr = document.createElement("tr");
+    [["label", ""], ["checks", "random checks the annotator gave this label"], ["precision", ""], ["recall", ""]]
+      .forEach(function (h) {
+        var th = cell("th", h[0], null, h[1] || null);
+        th.scope = "col";
+        qtr.appendChild(th);
+      });
+    qhead.appendChild(qtr);
+    el.quality.appendChild(qhead);
+    var qbody = document.createElement("tbody");
+    var perLabel = objectOr(est.per_label) || {};
+    keep.forEach(function (i) {
+      var q = objectOr(perLabel[labels[i]]) || {};
+      var tr = document.createElement("tr");
+      tr.dataset.label = labels[i];
+      var th = cell("th", labels[i], "row-label");
+      th.scope = "row";
+      tr.appendChild(th);
+      tr.appendChild(cell("td", isNum(q.support) ? Number(q.support) : rowSum[i], "num"));
+      tr.appendChild(cell("td", isNum(q.precision) ? percent(q.precision) : "–", "num"));
+      tr.appendChild(cell("td", isNum(q.recall) ? percent(q.recall) : "–", "num"));
+      qbody.appendChild(tr);
+    });
+    el.quality.appendChild(qbody);
+    el.mistakes.hidden = false;
+  }
+
+  // Redraw a part only when its data changed: the panel refreshes every few seconds, and a redraw
+  // would drop a tooltip the annotator is reading.
+  var drawn = {};
+  function redraw(part, data, fn) {
+    var key = JSON.stringify(data);
+    if (drawn[part] === key) return;
+    drawn[part] = key;
+    fn();
   }
 
   function tick() {
@@ -743,6 +1004,8 @@
       "loading", "task", "swatch-wrap", "swatch", "swatch-hex", "record", "record-body", "image-wrap",
       "image", "guess", "labels", "accept", "skip", "undo", "hint", "done", "done-undo", "stats-total",
       "stats-round", "stats-learner", "stats-refit-ms", "stats-remaining", "refitting", "stats-error", "per-label", "curve",
+      "accuracy", "stop", "stop-badge", "stop-message", "stop-kappa", "legend-confidence", "legend-threshold",
+      "legend-stopped", "curve-caption", "mistakes", "mistakes-summary", "confusion", "quality",
     ].forEach(function (id) {
       var camel = id.replace(/-([a-z])/g, function (_, c) { return c.toUpperCase(); });
       el[camel] = $(id);
