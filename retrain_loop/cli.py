@@ -78,7 +78,8 @@ def estimate_options(command):
     for option in reversed([
         click.option("--audit-window", default=DEFAULT_WINDOW, show_default=True,
                      type=click.IntRange(min=1),
-                     help="The latest audit answers the accuracy estimate uses."),
+                     help="Most audit answers the accuracy estimate uses (the latest quarter, "
+                     "at least 20)."),
         click.option("--stop-threshold", default=StopRule.threshold, show_default=True,
                      type=click.FloatRange(0, 1, min_open=True),
                      help="Mean kappa between rounds' stop-set predictions that suggests stopping."),

@@ -83,7 +83,7 @@ def section(results: list[dict[str, Any]], seeds: int, budget: int, image: Path,
         f"10 random initial labels, budget {budget} or the pool) on the ten suite datasets, "
         f"{seeds} seeds each, 30% held out per seed; the same runs with `--audit 0` for the cost. "
         "Coverage counts the rounds where the estimate rests on at least "
-        f"{MIN_AUDIT_FOR_COVERAGE} audit answers (the latest 100 at most) and asks whether its "
+        f"{MIN_AUDIT_FOR_COVERAGE} audit answers (the latest quarter of them, at least 20) and asks whether its "
         "95% Wilson interval holds the just-refitted model's held-out accuracy. The stop is the "
         "first round where the mean kappa of the last 3 rounds' stop-set predictions is at "
         "least 0.99, with 50 labels and 3 per label."), "",
