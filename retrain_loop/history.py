@@ -95,8 +95,7 @@ class RoundHistory:
                  "mean_kappa": stop["mean_kappa"], "stop_suggested": stop["suggested"],
                  "accuracy": est["accuracy"], "low": est["low"], "high": est["high"],
                  "n_audit": est["n"], "time": int(time.time())}
-        self.store.add_round(self.dataset, entry)
-        self.store.save_stop_predictions(self.dataset, round, self.labels, predicted.tolist())
+        self.store.add_round(self.dataset, entry, self.labels, predicted.tolist())
         self._previous = predicted
         self.entries.append(entry)
         self._per_label = per_label

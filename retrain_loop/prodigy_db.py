@@ -28,7 +28,6 @@ class ProdigyStore:
         self.add_round = self.state.add_round
         self.rounds = self.state.rounds
         self.stop_set = self.state.stop_set
-        self.save_stop_predictions = self.state.save_stop_predictions
         self.stop_predictions = self.state.stop_predictions
 
     def _read(self, dataset: str) -> list[dict[str, Any]]:

@@ -195,10 +195,23 @@ class AnnotationStore:
 
     # -- the round history and the stop set ---------------------------------------------------
 
-    def add_round(self, dataset: str, entry: dict[str, Any]) -> None:
-        """Append one refit's entry to the dataset's round history."""
-        self._write(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (?, ?, ?)",
-                    [(dataset, int(entry["round"]), json.dumps(entry, sort_keys=True))])
+    def add_round(self, dataset: str, entry: dict[str, Any], labels: list[str],
+                  predictions: list[int]) -> None:
+        """Append one refit's entry to the round history, and keep its stop-set predictions (an
+        index into ``labels`` per stop-set row) as the latest, in one transaction."""
+        with self._lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (?, ?, ?)",
+                             (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
+                conn.execute(f"UPDATE {_STOP_SETS} SET round = ?, labels = ?, predictions = ? "
+                             "WHERE dataset = ?", (int(entry["round"]), json.dumps(labels),
+                                                   json.dumps(predictions), dataset))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def rounds(self, dataset: str) -> list[dict[str, Any]]:
         """Every round's entry, oldest first."""
@@ -212,13 +225,6 @@ class AnnotationStore:
                     [(dataset, json.dumps([int(h) for h in hashes]))])
         rows = self._query(f"SELECT hashes FROM {_STOP_SETS} WHERE dataset = ?", (dataset,))
         return json.loads(rows[0][0])
-
-    def save_stop_predictions(self, dataset: str, round: int, labels: list[str],
-                              predictions: list[int]) -> None:
-        """The latest round's predicted label (an index into ``labels``) per stop-set row."""
-        self._write(f"UPDATE {_STOP_SETS} SET round = ?, labels = ?, predictions = ? "
-                    "WHERE dataset = ?",
-                    [(int(round), json.dumps(labels), json.dumps(predictions), dataset)])
 
     def stop_predictions(self, dataset: str) -> tuple[int, list[str], list[int]] | None:
         """``(round, labels, predictions)`` as last saved; None before the first."""

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import pytest
 
@@ -200,3 +201,24 @@ def test_import_bad_line_names_it_and_stores_nothing(store, tmp_path, line3):
     with pytest.raises(StoreError, match=r"in\.jsonl:3:"):
         store.import_jsonl("ds", path)
     assert store.count("ds") == 0
+
+
+def test_a_database_from_before_audit_answers_gains_the_source_column(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE examples (id INTEGER PRIMARY KEY, dataset TEXT, session_id TEXT, "
+                 "task_hash INTEGER, input_hash INTEGER, answer TEXT, label TEXT, "
+                 "timestamp INTEGER, answer_key INTEGER, content TEXT)")
+    old = {"_input_hash": 1, "_task_hash": 11, "_session_id": "ds-a", "answer": "accept",
+           "accept": ["red"], "_timestamp": 5}
+    conn.execute("INSERT INTO examples (dataset, session_id, task_hash, input_hash, answer, label, "
+                 "timestamp, answer_key, content) VALUES ('ds', 'ds-a', 11, 1, 'accept', 'red', 5, "
+                 "0, ?)", (json.dumps(old),))
+    conn.commit()
+    conn.close()
+    with closing(AnnotationStore(path)) as store:
+        assert store.get("ds") == [old] and store.labelled("ds") == [(1, "red")]
+        assert store.audited("ds") == []
+        new = dict(old, _input_hash=2, _task_hash=22, meta={"source": "audit", "predicted": "red"})
+        assert store.add("ds", [new]) == 1
+        assert [r["_input_hash"] for r in store.audited("ds")] == [2]
