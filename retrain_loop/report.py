@@ -20,10 +20,10 @@ def estimate_lines(est: dict[str, Any]) -> list[str]:
                 "tasks are a random share of the served tasks (--audit, 0.1 by default); "
                 "accuracy on the rows the model chose itself would flatter or wrong it.")]
     lines = [(f"Accuracy: {est['accuracy']:.3f} (95% interval {est['low']:.3f} to {est['high']:.3f}), "
-             f"from the latest {est['n']} audit answers (of {est['n_audit']}).")]
+             f"from the latest {est['n']} random checks (audit answers; {est['n_audit']} in all).")]
     labels = est["confusion"]["labels"]
     width = max([len(label) for label in labels] + [5])
-    lines += ["", f"{'label':<{width}}  precision  recall  audited"]
+    lines += ["", f"{'label':<{width}}  precision  recall  checked"]
     for label in labels:
         row = est["per_label"][label]
         lines.append(f"{label:<{width}}  {_num(row['precision']):>9}  {_num(row['recall']):>6}  "
@@ -31,7 +31,7 @@ def estimate_lines(est: dict[str, Any]) -> list[str]:
     lines += ["", "Confusion (rows: the annotator's label, columns: the model's prediction):",
               " " * width + "  " + "  ".join(f"{label[:6]:>6}" for label in labels)]
     for label, counts in zip(labels, est["confusion"]["matrix"]):
-        lines.append(f"{label:<{width}}  " + "  ".join(f"{c:>6}" for c in counts))
+        lines.append(f"{label:<{width}}  " + "  ".join(f"{c or '.':>6}" for c in counts))
     return lines
 
 
