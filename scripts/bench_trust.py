@@ -55,18 +55,41 @@ def run_dataset(dataset: str, seeds: int, budget: int, out_dir: Path) -> dict[st
     full = {seed: simulate.full_data_accuracy(X, y, len(labels), model="auto", seed=seed)
             for seed in range(seeds)}
     summary = simulate.write_outputs(out_dir, curves, full, title=f"{dataset}: auto, margin")
+    return collect(dataset, len(y), budget, curves, summary, time.perf_counter() - started)
+
+
+def collect(dataset: str, rows: int, budget: int, curves: list[dict[str, Any]],
+            summary: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """One dataset's line of the table, from its curves and summary."""
     audited = [r for r in curves if r["strategy"] == "margin"]
     counted = [r for r in audited if r["n_audit"] >= MIN_AUDIT_FOR_COVERAGE]
     widths = [r["estimate_high"] - r["estimate_low"] for r in counted]
     # Where the interval misses, is the estimate above or below the truth?
     above = sum(r["estimate_low"] > r["accuracy"] for r in counted)
     below = sum(r["estimate_high"] < r["accuracy"] for r in counted)
-    pool = len(y) - int(np.ceil(len(y) * 0.3))
-    return {"dataset": dataset, "rows": len(y), "labels": len(labels), "pool": pool,
-            "budget": min(budget, pool), "summary": {s["strategy"]: s for s in summary},
-            "curves": curves, "counted": len(counted), "above": above, "below": below,
+    bias = [r["estimated_accuracy"] - r["accuracy"] for r in counted]
+    pool = rows - int(np.ceil(rows * 0.3))
+    return {"dataset": dataset, "rows": rows, "pool": pool, "budget": min(budget, pool),
+            "summary": {s["strategy"]: s for s in summary}, "curves": curves,
+            "counted": len(counted), "above": above, "below": below,
             "width": float(np.median(widths)) if widths else None,
-            "wall_s": time.perf_counter() - started}
+            "bias": float(np.mean(bias)) if bias else None, "wall_s": wall_s}
+
+
+def from_results(dataset: str, budget: int) -> dict[str, Any]:
+    """A dataset's line rebuilt from ``bench_results/trust``, to redraw without rerunning."""
+    import csv
+
+    def value(text: str) -> Any:
+        if text in ("", "None"):
+            return None
+        return float(text) if any(c in text for c in ".en") else int(text)
+
+    curves = simulate.read_curves(RESULTS / dataset / "curves.csv")
+    with (RESULTS / dataset / "summary.csv").open(newline="", encoding="utf-8") as f:
+        summary = [{k: v if k == "strategy" else value(v) for k, v in r.items()}
+                   for r in csv.DictReader(f)]
+    return collect(dataset, len(load_dataset(dataset)[1]), budget, curves, summary, 0.0)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -89,9 +112,9 @@ def section(results: list[dict[str, Any]], seeds: int, budget: int, image: Path,
         "least 0.99, with 50 labels and 3 per label."), "",
         machine("Label counts and accuracies do not depend on the machine's speed."), "",
         ("| dataset | rows | pool/budget | rounds counted | coverage | misses above/below | "
-        "median width | runs stopped | labels at stop | acc. at stop / at budget | "
-        "AULC audit | AULC no audit | cost |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+         "mean estimate − true | median width | runs stopped | labels at stop | "
+         "acc. at stop / at budget | AULC audit | AULC no audit | cost |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     covered = fired = fired_ok = 0
     costs, all_counted, all_held = [], 0, 0
@@ -109,7 +132,8 @@ def section(results: list[dict[str, Any]], seeds: int, budget: int, image: Path,
             fired_ok += (s["stop_ratio"] or 0) >= STOP_RATIO_TARGET
         lines.append(
             f"| {r['dataset']} | {r['rows']} | {r['pool']}/{r['budget']} | {r['counted']} | "
-            f"{_fmt(cov)} | {r['above']}/{r['below']} | {_fmt(r['width'])} | "
+            f"{_fmt(cov)} | {r['above']}/{r['below']} | "
+            f"{'–' if r['bias'] is None else format(r['bias'], '+.3f')} | {_fmt(r['width'])} | "
             f"{_fmt(s['stopped_runs'], 1)} | {_fmt(s['labels_at_stop'])} | "
             f"{_fmt(s['accuracy_at_stop'])} / {_fmt(s['final_accuracy'])} "
             f"(×{_fmt(s['stop_ratio'])}) | {s['aulc']:.4f} | {n['aulc']:.4f} | {cost:+.4f} |")
@@ -175,8 +199,12 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(results):]:
         ax.axis("off")
-    handles, names = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    legend: dict[str, Any] = {}  # every kind of line, from whichever panel has it
+    for ax in axes.ravel():
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=4, fontsize=8,
+               frameon=False)
     fig.supxlabel("labels", fontsize=8, y=0.06)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--from-results", action="store_true",
+                        help="rewrite the section and plot from bench_results/trust, no runs")
     args = parser.parse_args(argv)
     datasets = [d for d in args.datasets.split(",") if d]
     unknown = [d for d in datasets if d not in DATASETS]
@@ -199,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     image = args.out.parent / "docs" / "bench" / "trust.png"
     jobs = [(d, args.seeds, args.budget, RESULTS / d) for d in datasets]
     results = []
+    if args.from_results:
+        results, jobs = [from_results(d, args.budget) for d in datasets], []
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        runs = pool.map(run_dataset, *zip(*jobs)) if args.jobs > 1 else map(run_dataset, *zip(*jobs))
+        runs = (pool.map(run_dataset, *zip(*jobs)) if args.jobs > 1 and jobs
+                else map(run_dataset, *zip(*jobs)) if jobs else [])
         for r in runs:
             results.append(r)
             s = r["summary"]["margin"]
