@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python scripts/bench_learning.py --jobs 2
 	$(BIN)/python scripts/learning_report.py
 	$(BIN)/python scripts/bench_calibration.py
+	$(BIN)/python scripts/bench_trust.py --jobs 2
 
 # The same benchmarks in a few minutes; bench_learning.py --short writes its report under
 # bench_results/ so that it never replaces the committed learning curves.
@@ -62,6 +63,8 @@ bench-short: $(VENV)/.installed-bench
 	$(BIN)/python scripts/bench_refit.py --repeats 3
 	$(BIN)/python scripts/bench_latency.py --short
 	$(BIN)/python scripts/bench_learning.py --short
+	$(BIN)/python scripts/bench_trust.py --seeds 2 --budget 100 --jobs 2 \
+		--out bench_results/trust/short/BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
