@@ -136,9 +136,9 @@ def retrain_loop(
     # Prodigy's database keeps the answers; the round history and stop set need a file of their own.
     state = AnnotationStore(history or f"{dataset}.history.db")
     engine = Engine(
-        pool, ProdigyStore(connect(), state=state), dataset, split_string(label) or [],
-        model=model, strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer,
-        seed=seed, update=update, background=False, lease_seconds=math.inf, audit=audit,
+        pool, ProdigyStore(connect()), dataset, split_string(label) or [], model=model,
+        strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer, seed=seed,
+        update=update, background=False, lease_seconds=math.inf, audit=audit, state=state,
     )
     model_path = Path(model_out or f"{dataset}.model.skops")
 

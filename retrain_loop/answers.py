@@ -11,8 +11,12 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .estimate import AUDIT
 from .pool import Pool
 from .store import ANSWERS
+
+# What the server decides when it serves a task; an answer cannot set these itself.
+SERVED = ("source", "round", "predicted", "p", "score")
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
@@ -85,3 +89,24 @@ def outcome(record: dict[str, Any]) -> str:
     if record.get("answer") == "accept" and record.get("accept"):
         return str(record["accept"][0])
     return f"_{record.get('answer')}"
+
+
+def served_meta(record: dict[str, Any], served: dict[str, Any] | None, store: Any,
+                dataset: str) -> dict[str, Any]:
+    """The meta to store with an answer: what the client sent, with the server's own keys
+    (``SERVED``) from the lease it was served under, or else from this session's stored answer
+    to the same task (a resent or revised answer keeps them), or else without them.
+
+    The audit estimate rests on ``source`` and ``predicted``; a client cannot claim them. A
+    client may name another source for rows it was never served (a simulation's initial set).
+    """
+    meta = {k: v for k, v in record["meta"].items() if k not in SERVED}
+    if served is None:
+        before = store.find(dataset, record["_session_id"], record["_task_hash"])
+        served = before.get("meta") if before else None
+    if isinstance(served, dict):
+        return {**meta, **{k: served[k] for k in SERVED if k in served}}
+    claimed = record["meta"].get("source")
+    if isinstance(claimed, str) and claimed != AUDIT:
+        meta["source"] = claimed
+    return meta

@@ -193,9 +193,12 @@ def export(dataset, db_path, out_path):
 @main.command()
 @click.argument("dataset")
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
+@click.option("--history", "history_path", type=click.Path(exists=True, dir_okay=False),
+              help="SQLite file of the round history, where it is kept apart from the answers "
+              "(the Prodigy recipe's DATASET.history.db; default: the --db file).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @estimate_options
-def status(dataset, db_path, as_json, audit_window, stop_threshold, stop_window):
+def status(dataset, db_path, history_path, as_json, audit_window, stop_threshold, stop_window):
     """How good the model of DATASET is and whether to stop, from the database alone.
 
     Example: retrain-loop status colours --db colours.db
@@ -211,8 +214,9 @@ def status(dataset, db_path, as_json, audit_window, stop_threshold, stop_window)
         if dataset not in store.datasets():
             known = ", ".join(store.datasets()) or "none"
             raise CliError(f"no dataset {dataset!r} in {db_path} (datasets: {known})")
-        report = read_status(store, dataset, rule=StopRule(stop_threshold, stop_window),
-                             window=audit_window)
+        with closing(AnnotationStore(history_path or None)) as state:
+            report = read_status(store, dataset, state=state if history_path else None,
+                                 rule=StopRule(stop_threshold, stop_window), window=audit_window)
     click.echo(json.dumps(report, indent=2) if as_json else status_text(report))
 
 
@@ -414,15 +418,12 @@ def _summary_table(summary: list[dict]) -> str:
               show_default=True,
               help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
 @audit_option
-@click.option("--stop-threshold", default=StopRule.threshold, show_default=True,
-              type=click.FloatRange(0, 1, min_open=True),
-              help="Mean kappa between rounds' stop-set predictions that suggests stopping.")
-@click.option("--stop-window", default=StopRule.window, show_default=True,
-              type=click.IntRange(min=1), help="Rounds the mean kappa is taken over.")
+@estimate_options
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for curves.csv, summary.csv and curves.png.")
 def simulate(pool_path, label_column, features, id_column, strategies, model, seeds, batch_size,
-             initial, budget, test_size, update_mode, audit, stop_threshold, stop_window, out_dir):
+             initial, budget, test_size, update_mode, audit, audit_window, stop_threshold,
+             stop_window, out_dir):
     """Label POOL with an oracle that knows LABEL-COLUMN, and draw each strategy's learning curve.
 
     Example: retrain-loop simulate flowers.csv --label-column species --strategy margin --strategy random --out sim/
@@ -444,7 +445,7 @@ def simulate(pool_path, label_column, features, id_column, strategies, model, se
     strategies = list(dict.fromkeys(strategies))
     settings = {"batch_size": batch_size, "initial": initial, "budget": budget,
                 "test_size": test_size, "update": update_mode, "audit": audit,
-                "stop_rule": StopRule(stop_threshold, stop_window)}
+                "audit_window": audit_window, "stop_rule": StopRule(stop_threshold, stop_window)}
     rounds = sim.rounds_per_run(len(pool), initial=initial, budget=budget, batch_size=batch_size,
                                 test_size=test_size)
     click.echo(f"Simulating {', '.join(strategies)} with {model} on {len(pool)} rows "

@@ -27,6 +27,7 @@ from .answers import (  # noqa: F401 - the hosts import the answer errors from h
     UnknownTask,
     check_session,
     outcome,
+    served_meta,
     to_record,
 )
 from .audit import DEFAULT_SHARE, AuditDraw
@@ -95,6 +96,7 @@ class Engine:
         audit: float = DEFAULT_SHARE,
         audit_window: int = DEFAULT_WINDOW,
         stop_rule: StopRule | None = None,
+        state: Any = None,
     ):
         labels = list(labels)
         if len(labels) < 2:
@@ -144,7 +146,8 @@ class Engine:
         self._label_index = {label: i for i, label in enumerate(labels)}
         self._rng = np.random.default_rng(seed)
         self._audit = AuditDraw(audit, seed)
-        self.rounds = RoundHistory(store, dataset, pool, labels, rule=stop_rule,
+        # The round history and stop set go to ``state``, the answer store unless told otherwise.
+        self.rounds = RoundHistory(store, state or store, dataset, pool, labels, rule=stop_rule,
                                    window=audit_window, seed=seed)
 
         self._lock = threading.Lock()  # guards the serving state below
@@ -311,10 +314,10 @@ class Engine:
             records.append(record)
             indices.append(index)
         with self._lock:
-            for index, record in zip(indices, records):
-                lease = self._leases.get(index)
-                if lease is not None:  # what the server served wins over what came back
-                    record["meta"] = {**record["meta"], **lease.meta}
+            leases = [self._leases.get(index) for index in indices]
+        for record, lease in zip(records, leases):
+            record["meta"] = served_meta(record, lease.meta if lease else None,
+                                         self.store, self.dataset)
         stored = self.store.add(self.dataset, records)
         with self._lock:
             for index, record in zip(indices, records):
@@ -463,8 +466,12 @@ class Engine:
             "score_ms": (score_done - fit_done) * 1000,
             "rank_ms": (done - score_done) * 1000,
         }
-        self.rounds.record(round=self.round, predicted=stop_predicted, n_annotations=n_answers,
-                           y_train=y_train, refit_ms=self.last_refit_ms)
+        try:
+            self.rounds.record(round=self.round, predicted=stop_predicted, n_annotations=n_answers,
+                               labelled=labelled, y_train=y_train, refit_ms=self.last_refit_ms)
+        except Exception as e:  # noqa: BLE001 - the new model serves whether or not it is logged
+            self.last_error = f"round history not saved: {type(e).__name__}: {e}"
+            log.warning("%s", self.last_error)
         return ranking
 
     def _with_discovery(self, order, n_sorted, candidates, X_train, y_train

@@ -119,7 +119,9 @@ def _options(records: list[dict[str, Any]]) -> list[str]:
 def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
                   **options: Any) -> Engine:
     """An engine that has refitted on every answer, in the foreground."""
-    engine = Engine(pool, store, dataset, labels, background=False, **options)
+    # A one-off fit is not a round of the dataset's history: that stays the server's.
+    engine = Engine(pool, store, dataset, labels, background=False,
+                    state=AnnotationStore(None), **options)
     if engine.model_ is None:
         engine.close()
         raise OfflineError(_no_model_reason(engine))

@@ -5,9 +5,6 @@ It reads the dataset with ``get_dataset_examples`` (``get_dataset`` on older ver
 the answers handed to ``update``, which may not be in the database yet when ``update`` runs.
 The two are merged by ``_task_hash``, the later record winning. Nothing here imports Prodigy:
 ``db`` is whatever ``prodigy.components.db.connect()`` returned.
-
-Prodigy's database holds answers only, so the round history and the stop set live in a small
-SQLite file of their own (``state``), through the engine's own store.
 """
 
 from __future__ import annotations
@@ -15,20 +12,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .store import ANSWERS, AnnotationStore, StoreError
+from .estimate import AUDIT
+from .store import ANSWERS, StoreError
 
 
 class ProdigyStore:
-    def __init__(self, db: Any, state: AnnotationStore | None = None):
+    def __init__(self, db: Any):
         self.db = db
-        self.state = state if state is not None else AnnotationStore(None)
         self._pending: dict[str, dict[int, dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        # The round history and the stop set: the state store's own methods.
-        self.add_round = self.state.add_round
-        self.rounds = self.state.rounds
-        self.stop_set = self.state.stop_set
-        self.stop_predictions = self.state.stop_predictions
 
     def _read(self, dataset: str) -> list[dict[str, Any]]:
         # On a first run the recipe reads before Prodigy has made the dataset, and what a read
@@ -76,7 +68,11 @@ class ProdigyStore:
 
     def audited(self, dataset: str) -> list[dict[str, Any]]:
         return [eg for eg in self.get(dataset)
-                if isinstance(eg.get("meta"), dict) and eg["meta"].get("source") == "audit"]
+                if isinstance(eg.get("meta"), dict) and eg["meta"].get("source") == AUDIT]
+
+    def find(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
+        # Prodigy keeps one answer per task in a dataset here, whatever the session.
+        return next((eg for eg in self.get(dataset) if eg.get("_task_hash") == task_hash), None)
 
 
 def _verdict(eg: dict[str, Any]) -> tuple:

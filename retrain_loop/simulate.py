@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 from .audit import DEFAULT_SHARE
+from .estimate import DEFAULT_WINDOW
 from .loop import Engine
 from .models import DEFAULT_MODEL, label_probabilities, make_model
 from .pool import Pool
@@ -90,6 +91,7 @@ def run(
     discover: float = 0.2,
     distinct: float = 0.01,
     audit: float = DEFAULT_SHARE,
+    audit_window: int = DEFAULT_WINDOW,
     stop_rule: StopRule | None = None,
     on_round: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -104,7 +106,8 @@ def run(
     store = AnnotationStore(None)
     engine = Engine(pool, store, "simulation", list(labels), model=model, strategy=strategy,
                     batch_size=batch_size, seed=seed, background=False, update=update,
-                    discover=discover, distinct=distinct, audit=audit, stop_rule=stop_rule)
+                    discover=discover, distinct=distinct, audit=audit,
+                    audit_window=audit_window, stop_rule=stop_rule)
     curve: list[dict[str, Any]] = []
 
     def answer(indices: Sequence[int], meta: dict[str, Any] | None = None) -> None:

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import sqlite_utils
 
+from .estimate import AUDIT
 from .hashing import stable_hash
 
 ANSWERS = ("accept", "reject", "ignore")
@@ -189,8 +190,8 @@ class AnnotationStore:
 
     def audited(self, dataset: str) -> list[dict[str, Any]]:
         """The records of audit answers (``meta.source == "audit"``), in storage order."""
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? AND source = 'audit' "
-                           "ORDER BY id", (dataset,))
+        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? AND source = ? "
+                           "ORDER BY id", (dataset, AUDIT))
         return [json.loads(content) for (content,) in rows]
 
     # -- the round history and the stop set ---------------------------------------------------
@@ -219,21 +220,29 @@ class AnnotationStore:
                            (dataset,))
         return [json.loads(content) for (content,) in rows]
 
-    def stop_set(self, dataset: str, hashes: list[int]) -> list[int]:
-        """The dataset's stop set: ``hashes`` if it has none yet, else the one chosen first."""
-        self._write(f"INSERT OR IGNORE INTO {_STOP_SETS} (dataset, hashes) VALUES (?, ?)",
+    def stop_set(self, dataset: str, hashes: list[int], replace: bool = False) -> list[int]:
+        """The dataset's stop set: ``hashes`` if it has none yet (or ``replace``, which also
+        forgets the old one's predictions), else the one chosen first."""
+        verb = "REPLACE" if replace else "INSERT OR IGNORE"
+        self._write(f"{verb} INTO {_STOP_SETS} (dataset, hashes) VALUES (?, ?)",
                     [(dataset, json.dumps([int(h) for h in hashes]))])
         rows = self._query(f"SELECT hashes FROM {_STOP_SETS} WHERE dataset = ?", (dataset,))
         return json.loads(rows[0][0])
 
-    def stop_predictions(self, dataset: str) -> tuple[int, list[str], list[int]] | None:
-        """``(round, labels, predictions)`` as last saved; None before the first."""
-        rows = self._query(f"SELECT round, labels, predictions FROM {_STOP_SETS} "
+    def stop_predictions(self, dataset: str) -> tuple[list[str], list[int]] | None:
+        """``(labels, predictions)`` as last saved; None before the first."""
+        rows = self._query(f"SELECT labels, predictions FROM {_STOP_SETS} "
                            "WHERE dataset = ? AND predictions IS NOT NULL", (dataset,))
         if not rows:
             return None
-        round, labels, predictions = rows[0]
-        return int(round), json.loads(labels), json.loads(predictions)
+        labels, predictions = rows[0]
+        return json.loads(labels), json.loads(predictions)
+
+    def find(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
+        """The stored answer of session ``session`` (a ``_session_id``) to a task, if any."""
+        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? AND session_id = ? "
+                           "AND task_hash = ?", (dataset, session, task_hash))
+        return json.loads(rows[0][0]) if rows else None
 
     def answered_input_hashes(self, dataset: str) -> set[int]:
         rows = self._query(f"SELECT DISTINCT input_hash FROM {_TABLE} WHERE dataset = ?", (dataset,))

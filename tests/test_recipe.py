@@ -437,3 +437,30 @@ def test_an_audit_prediction_is_hidden_from_the_card_and_saved_with_the_answer(p
                 if eg["meta"]["source"] == "audit")
     assert accuracy["accuracy"] == round(right / n, 4)
     assert isinstance(controller.updates[-1]["stop"], str)
+
+
+def test_status_reads_a_prodigy_dataset_with_the_recipes_history(prodigy, pool_file, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from retrain_loop.cli import main
+
+    c = load_recipe(prodigy)("colours", str(pool_file), label="red,green,blue", features="r,g,b",
+                             model="logreg", batch_size=10, audit=0.3)
+    controller = Controller(c, prodigy.db)
+    controller.session(truth, 8)
+    last = controller.updates[-1]
+    # What `prodigy db-out colours` writes, loaded with `retrain-loop db-in`.
+    out = tmp_path / "colours.jsonl"
+    out.write_text("".join(json.dumps(eg) + "\n" for eg in
+                           prodigy.db.get_dataset_examples("colours")), encoding="utf-8")
+    db = str(tmp_path / "copy.db")
+    assert CliRunner().invoke(main, ["db-in", "colours", str(out), "--db", db]).exit_code == 0
+    result = CliRunner().invoke(main, ["status", "colours", "--db", db, "--history",
+                                       "colours.history.db", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["rounds"] == last["round"] == len(report["history"])
+    assert report["stop"]["message"] == last["stop"]
+    assert {k: report["estimate"][k] for k in last["accuracy"]} == last["accuracy"]

@@ -263,10 +263,112 @@ def test_stop_set_and_history_survive_a_restart(make_engine, tmp_path):
     again = make_engine(rgb_rows(500), features=["r", "g", "b"], background=False, db_path=db,
                         seed=99)  # another seed would draw another stop set; the first one stays
     assert again.rounds.stop_hashes == stop_set
-    assert again.history[:len(before)] == before
-    assert again.round == before[-1]["round"] + 1
-    # The refit on restart is compared with the last round before it, on the same rows.
+    assert again.history == before  # the refit on restart saw nothing new: not a round
+    label(again)
+    assert again.history[:-1] == before
+    assert again.history[-1]["round"] == again.round > before[-1]["round"]
+    # The first new round is compared with the last round before the restart, on the same rows.
     assert again.history[-1]["kappa"] is not None and again.history[-1]["kappa"] > 0.9
+
+
+def test_refits_without_new_labels_are_not_rounds_and_cannot_suggest_stopping(make_engine,
+                                                                               tmp_path):
+    db = tmp_path / "answers.db"
+    engine = make_engine(rgb_rows(500), features=["r", "g", "b"], background=False, db_path=db)
+    label(engine, batches=6)
+    before = [dict(h) for h in engine.history]
+    for _ in range(3):  # batches of skips only: answers, but no label
+        tasks = engine.get_questions("alice")
+        engine.update([dict(t, answer="ignore", accept=[]) for t in tasks], "alice")
+    assert engine.history == before
+    engine.close()
+    engine.store.close()
+    for _ in range(3):  # restarts
+        again = make_engine(rgb_rows(500), features=["r", "g", "b"], background=False,
+                            db_path=db)
+        again.close()
+        again.store.close()
+    again = make_engine(rgb_rows(500), features=["r", "g", "b"], background=False, db_path=db)
+    assert again.history == before
+    assert again.stats()["stop"]["suggested"] is before[-1]["stop_suggested"]
+
+
+def test_a_new_pool_for_the_same_dataset_gets_a_new_stop_set(make_engine, tmp_path):
+    db = tmp_path / "answers.db"
+    first = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, db_path=db)
+    label(first, batches=3)
+    old = list(first.rounds.stop_hashes)
+    first.close()
+    first.store.close()
+    (tmp_path / "pool.jsonl").unlink()
+    rows = [dict(r, id=f"new{i}") for i, r in enumerate(rgb_rows(300, seed=8))]
+    second = make_engine(rows, features=["r", "g", "b"], background=False, db_path=db)
+    assert not set(second.rounds.stop_hashes) & set(old)
+    assert all(second.pool.index_of(h) is not None for h in second.rounds.stop_hashes)
+    label(second)
+    # The old predictions were of other rows: nothing to compare the first new round with.
+    assert second.history[-1]["kappa"] is None
+    label(second)
+    assert second.history[-1]["kappa"] is not None
+
+
+def test_an_offline_fit_leaves_the_history_alone(make_engine, tmp_path):
+    from retrain_loop.offline import score
+
+    db = tmp_path / "answers.db"
+    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, db_path=db)
+    label(engine, batches=3)
+    before = [dict(h) for h in engine.history]
+    score(engine.pool, engine.store, "test", RGB, model="logreg", strategy="margin")
+    assert engine.store.rounds("test") == before
+
+
+def test_resending_answers_keeps_what_was_served(make_engine):
+    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, audit=1.0)
+    label(engine)
+    tasks = engine.get_questions("alice")
+    bare = [{k: v for k, v in t.items() if k != "meta"} for t in answer_all(tasks)]
+    assert engine.update(bare, "alice") == 10
+    served = {r["_input_hash"]: r["meta"] for r in engine.store.audited("test")}
+    assert len(served) == 10
+    assert engine.update(bare, "alice") == 0  # the same answers again: nothing new
+    assert {r["_input_hash"]: r["meta"] for r in engine.store.audited("test")} == served
+    # A revised answer, sent without a lease and with a forged meta, keeps the served one.
+    revised = [dict(a, accept=["red"], meta={"source": "active", "predicted": "x", "note": 1})
+               for a in bare]
+    engine.update(revised, "alice")
+    after = {r["_input_hash"]: r for r in engine.store.audited("test")}
+    assert {h: {k: v for k, v in r["meta"].items() if k != "note"} for h, r in after.items()} \
+        == served
+    assert all(r["meta"]["note"] == 1 and r["accept"] == ["red"] for r in after.values())
+
+
+def test_an_answer_never_served_cannot_claim_to_be_an_audit(make_engine):
+    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False)
+    label(engine)
+    rows = [i for i in range(len(engine.pool)) if not engine._answered[i]][:5]
+    forged = [dict(engine.pool.tasks[i], _task_hash=engine.task_hash(i), answer="accept",
+                   accept=[rgb_label(engine.pool.tasks[i])],
+                   meta={"source": "audit", "predicted": rgb_label(engine.pool.tasks[i])})
+              for i in rows]
+    engine.update(forged, "mallory")
+    assert engine.store.audited("test") == []
+    stored = [r for r in engine.store.get("test") if r["_session_id"].endswith("mallory")]
+    assert len(stored) == 5 and all("predicted" not in r["meta"] for r in stored)
+    assert engine.stats()["estimate"]["n"] == 0
+
+
+def test_a_failed_history_write_leaves_the_new_model_serving_with_the_error(make_engine):
+    from retrain_loop.store import AnnotationStore
+
+    state = AnnotationStore(None)
+    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, state=state)
+    label(engine, batches=2)
+    state.close()  # the history's database goes away
+    label(engine)
+    assert engine.round == 3 and engine.model_ is not None
+    assert "round history not saved" in engine.stats()["last_error"]
+    assert engine.get_questions("alice")[0]["meta"]["round"] == 3
 
 
 def test_stop_is_suggested_once_predictions_settle(make_engine):

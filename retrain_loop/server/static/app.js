@@ -823,7 +823,8 @@
       if (isNum(h.low) && isNum(h.high)) {
         text += " (" + conf + "% interval " + Math.round(Number(h.low) * 100) + "–" + percent(h.high) + ")";
       }
-      if (isNum(h.n_audit)) text += " from " + plural(Number(h.n_audit), "random check", "random checks");
+      var nUsed = isNum(h.n_used) ? h.n_used : h.n_audit;  // the checks behind that round's estimate
+      if (isNum(nUsed)) text += " from " + plural(Number(nUsed), "random check", "random checks");
       return text;
     });
     series(kap, "kappa", "kappa", function (h) {
