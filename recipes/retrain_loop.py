@@ -169,8 +169,7 @@ def retrain_loop(
         return examples
 
     def progress(ctrl: Any = None, update_return_value: Any = None) -> float:
-        stats = engine.stats()
-        return (stats["n_pool"] - stats["n_remaining"]) / max(stats["n_pool"], 1)
+        return engine.answered_share()
 
     def on_exit(ctrl: Any = None) -> None:
         from retrain_loop.persist import save_model
