@@ -560,7 +560,8 @@ def test_panel_shows_estimate_stop_and_mistakes(serve, page):
     expect(legend).to_contain_text("stop level 0.99")
     caption = page.locator("#curve-caption")
     expect(caption).to_contain_text(
-        "Accuracy: share of random checks the model got right, with its 95% interval."
+        "Accuracy: share of random checks (random rows still to label) the model got right, "
+        "with its 95% interval."
     )
     expect(caption).to_contain_text(
         "Kappa: agreement of each round's predictions with the round before"

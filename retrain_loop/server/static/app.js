@@ -730,8 +730,8 @@
     var conf = confidencePct(objectOr(s.estimate));
     el.legendConfidence.textContent = String(conf);
     el.legendThreshold.textContent = threshold;
-    el.curveCaption.textContent = "Accuracy: share of random checks the model got right, with its " + conf +
-      "% interval. Kappa: agreement of each round's predictions with the round before on a fixed sample; " +
+    el.curveCaption.textContent = "Accuracy: share of random checks (random rows still to label) the model " +
+      "got right, with its " + conf + "% interval. Kappa: agreement of each round's predictions with the round before on a fixed sample; " +
       "stopping is suggested when it stays above " + threshold +
       (nRounds > 1 ? " (its mean over the last " + nRounds + " rounds)." : ".");
   }
