@@ -17,6 +17,7 @@ import base64
 import html
 import math
 import mimetypes
+import sys
 import threading
 import typing
 from pathlib import Path
@@ -142,10 +143,16 @@ def retrain_loop(
     )
     model_path = Path(model_out or f"{dataset}.model.skops")
 
+    told = {"stop": engine.stats()["stop"]["suggested"]}
+
     def on_answers(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
         engine.update([_ours(engine, eg) for eg in answers if _in_pool(engine, eg)], SESSION)
         stats = engine.stats()
         estimate = stats["estimate"]
+        if stats["stop"]["suggested"] != told["stop"]:
+            # Prodigy's page has no room for it, so the terminal hears when the signal turns.
+            told["stop"] = stats["stop"]["suggested"]
+            print(f"retrain.loop: {stats['stop']['message']}", file=sys.stderr, flush=True)
         return {"round": stats["model_round"], "n_annotations": stats["n_annotations"],
                 "n_train": stats["history"][-1]["n_train"] if stats["history"] else 0,
                 "error": stats["last_error"],

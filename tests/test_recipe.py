@@ -464,3 +464,14 @@ def test_status_reads_a_prodigy_dataset_with_the_recipes_history(prodigy, pool_f
     assert report["rounds"] == last["round"] == len(report["history"])
     assert report["stop"]["message"] == last["stop"]
     assert {k: report["estimate"][k] for k in last["accuracy"]} == last["accuracy"]
+
+
+def test_the_terminal_hears_when_stopping_is_suggested(prodigy, pool_file, capsys):
+    c = load_recipe(prodigy)("colours", str(pool_file), label="red,green,blue", features="r,g,b",
+                             model="logreg", batch_size=10)
+    controller = Controller(c, prodigy.db)
+    controller.session(truth, 20)
+    fired = [u["round"] for u in controller.updates if u["stop_suggested"]]
+    assert fired, "a consistent annotator on three clear colours should settle within 200 labels"
+    err = capsys.readouterr().err
+    assert err.count("retrain.loop: The model has stopped changing") == 1
