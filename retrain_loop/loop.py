@@ -146,6 +146,9 @@ class Engine:
         self._label_index = {label: i for i, label in enumerate(labels)}
         self._rng = np.random.default_rng(seed)
         self._audit = AuditDraw(audit, seed)
+        # Ranked rows per batch: audit draws take the other slots, not the explore or discovery
+        # picks that the order places within each batch.
+        self._ranked_per_batch = max(1, batch_size - round(audit * batch_size))
         # The round history and stop set go to ``state``, the answer store unless told otherwise.
         self.rounds = RoundHistory(store, state or store, dataset, pool, labels, rule=stop_rule,
                                    window=audit_window, seed=seed)
@@ -432,7 +435,9 @@ class Engine:
         tags = {}
         if self.explore > 0:  # random picks come from the whole order, so sort it all
             order, n_sorted = sort_by(utility, jitter)
-            order, explored = mix_random(order, self.explore, self.batch_size, self._rng)
+            per_batch = self._ranked_per_batch
+            order, explored = mix_random(order, min(1.0, self.explore * self.batch_size / per_batch),
+                                         per_batch, self._rng)
             tags["explore"] = candidates[explored]
         else:  # a round serves its head; the rest is sorted only if someone reads that far
             order, n_sorted = sort_by(utility, jitter, head=max(50 * self.batch_size, 1000))
@@ -494,7 +499,7 @@ class Engine:
         far = farthest_first(self.pool.X, candidates, X_train, k, self._rng)
         keep = ~np.isin(order, far)
         rest = order[keep]
-        head = self.batch_size - len(far)
+        head = max(self._ranked_per_batch - len(far), 0)
         n_sorted = int(keep[:n_sorted].sum()) + len(far)
         return np.concatenate([rest[:head], far, rest[head:]]), n_sorted, far
 

@@ -488,3 +488,21 @@ def test_simulate_cli_writes_the_estimate_and_stop_columns(tmp_path):
     assert any(c["stop_suggested"] for c in curves)
     summary = (tmp_path / "sim" / "summary.csv").read_text()
     assert "labels_at_stop" in summary and "estimate_coverage" in summary
+
+
+def test_every_served_task_says_where_it_came_from(make_engine):
+    engine = make_engine(rgb_rows(600), features=["r", "g", "b"], background=False,
+                         explore=0.2, audit=0.1)
+    first = engine.get_questions("alice")
+    engine.update(answer_all(first), "alice")
+    sources = []
+    for _ in range(5):
+        tasks = engine.get_questions("alice")
+        sources += [t["meta"]["source"] for t in tasks]
+        engine.update(answer_all(tasks), "alice")
+    assert {t["meta"]["source"] for t in first} == {"initial"}
+    assert sources.count("audit") == 5  # a tenth of 50
+    assert sources.count("explore") == 10  # two slots in every batch of ten, by --explore 0.2
+    assert sources.count("active") == 35
+    stored = [r["meta"]["source"] for r in engine.store.get("test")]
+    assert sorted(stored) == sorted(["initial"] * 10 + sources)
