@@ -140,6 +140,7 @@ def retrain_loop(
         pool, ProdigyStore(connect()), dataset, split_string(label) or [], model=model,
         strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer, seed=seed,
         update=update, background=False, lease_seconds=math.inf, audit=audit, state=state,
+        max_out=math.inf,  # every Prodigy annotator pulls through the one session
     )
     model_path = Path(model_out or f"{dataset}.model.skops")
 

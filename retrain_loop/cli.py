@@ -128,16 +128,22 @@ def main() -> None:
               help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
 @audit_option
 @estimate_options
+@click.option("--token", envvar="RETRAIN_LOOP_TOKEN", show_envvar=True,
+              help="Required of every request. Made up and printed in the URL when --host is not "
+              "this machine and none is given; none by default on 127.0.0.1.")
 def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_path, host, port,
           view, batch_size, explore, prefer, seed, lease_seconds, update_mode, audit, audit_window,
-          stop_threshold, stop_window):
+          stop_threshold, stop_window, token):
     """Serve the annotation page and API for DATASET over the rows in POOL.
 
     Example: retrain-loop serve colours colours.jsonl --label red,green,blue --features r,g,b --view colour
     """
+    import secrets
+
     import uvicorn
 
     from .server import create_app
+    from .server.guard import is_loopback
 
     with user_errors():
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
@@ -152,13 +158,21 @@ def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_p
             except BaseException:
                 store.close()
                 raise
-        app = create_app(engine, view=view)
+        exposed = not is_loopback(host)
+        if exposed and not token:
+            token = secrets.token_urlsafe(18)
+        app = create_app(engine, view=view, host=host, token=token)
     stats = engine.stats()
     click.echo(
         f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {db_path}, "
         f"model round {engine.round}" + (f" (error: {engine.last_error})" if engine.last_error else "")
     )
-    click.echo(f"Open http://{host}:{port}/ to annotate (Ctrl+C stops).")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"Open http://{shown}:{port}/{f'?token={token}' if token else ''} to annotate "
+               "(Ctrl+C stops).")
+    if exposed:
+        click.echo(f"Listening on {host}: anyone who can reach port {port} and has the token can "
+                   "read every row and answer. Share the URL only with annotators.", err=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

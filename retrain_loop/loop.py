@@ -97,6 +97,7 @@ class Engine:
         audit_window: int = DEFAULT_WINDOW,
         stop_rule: StopRule | None = None,
         state: Any = None,
+        max_out: float | None = None,
     ):
         labels = list(labels)
         if len(labels) < 2:
@@ -122,6 +123,9 @@ class Engine:
         self.explore = explore
         self.prefer = prefer
         self.lease_seconds = lease_seconds
+        # Rows one session may hold at once: a page holds a batch and the next, so one session
+        # (or one page that is not ours) cannot take the whole pool.
+        self.max_out = 3 * batch_size if max_out is None else max_out
         self.seed = seed
         self.background = background
         if update not in UPDATE_MODES:
@@ -207,6 +211,8 @@ class Engine:
         with self._lock:
             now = time.monotonic()
             self._expire(now)
+            held = sum(lease.session == session for lease in self._leases.values())
+            n = min(n, max(self.max_out - held, 0))
             while self._returned and len(out) < n:
                 index, lease = self._returned.popleft()
                 if not self._answered[index] and index not in self._leases:

@@ -10,7 +10,7 @@ machine noise hits both alike. The pool is synthetic float32 features (3 columns
 100k, 20 at 1M) labelled by a fixed random linear rule over 4 classes; the answers go in through
 ``engine.update``, so they are stored exactly as the server stores them.
 
-Part 2: ``GET /api/questions?n=10`` against the real FastAPI app under uvicorn on 127.0.0.1,
+Part 2: ``POST /api/questions`` (n=10) against the real FastAPI app under uvicorn on 127.0.0.1,
 idle and while a background refit runs (100k pool, 8 columns, 1,000 labels, LightGBM).
 
 A table goes to stderr and the "Refit latency" section of BENCHMARKS.md is rewritten.
@@ -151,7 +151,7 @@ with httpx.Client(timeout=120) as client:
         times = []
         for _ in range(int(count)):
             start = time.perf_counter()
-            client.get(url, params={"session": session, "n": 10}).raise_for_status()
+            client.post(url, json={"session": session, "n": 10}).raise_for_status()
             times.append(time.perf_counter() - start)
         print(json.dumps(times), flush=True)
 """
@@ -167,6 +167,7 @@ def bench_http(pool: Pool, truth: np.ndarray, n_labels: int, n: int, db: Path) -
 
     store = AnnotationStore(db)
     engine = Engine(pool, store, "bench", LABELS, model="lightgbm", background=True,
+                    max_out=float("inf"),  # the timing sessions lease without answering
                     batch_size=10)
     answer(engine, truth, n_labels)
     engine.wait_idle(600)
@@ -264,7 +265,7 @@ def report(results: list[dict], http: dict | None, args, elapsed: float) -> str:
     if http is not None:
         lines += [
             "",
-            (f"Serving `GET /api/questions?n=10` over HTTP (uvicorn in a thread on 127.0.0.1, an "
+            (f"Serving `POST /api/questions` (n=10) over HTTP (uvicorn in a thread on 127.0.0.1, an "
              f"httpx client in its own process, "
              f"{http['pool']:,} × {http['cols']} pool, {http['labels']:,} labels, LightGBM, "
              f"background refits of median {http['refit_ms']:.0f} ms):"),

@@ -47,12 +47,12 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving ``create_app(engine)`` in a thread, on a free port of 127.0.0.1."""
 
-    def __init__(self, engine: Engine, view: str = "record"):
+    def __init__(self, engine: Engine, view: str = "record", **app_options):
         self.engine = engine
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(engine, view=view), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="off")
+        config = uvicorn.Config(create_app(engine, view=view, **app_options), host="127.0.0.1",
+                                port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -96,20 +96,22 @@ def make_engine(tmp_path):
 @pytest.fixture
 def serve(tmp_path):
     """serve(rows, labels, *, view=..., features=..., batch_size=..., model=..., dataset=...,
-    db_path=..., session_lease_s=...) -> base URL of a real server. ``serve.last_engine`` is its engine.
+    db_path=..., session_lease_s=..., app_options={...}, **engine_kwargs) -> base URL of a real
+    server. ``serve.last_engine`` is its engine; ``app_options`` go to ``create_app``.
     """
     servers: list[LiveServer] = []
     stores: list[AnnotationStore] = []
 
     def start(rows, labels, *, view="record", features=None, batch_size=5, model="logreg",
-              dataset="test", db_path=None, session_lease_s=600, **kwargs) -> str:
+              dataset="test", db_path=None, session_lease_s=600, app_options=None,
+              **kwargs) -> str:
         pool_path = tmp_path / f"pool{len(servers)}.jsonl"
         write_jsonl(pool_path, rows)
         pool = load_pool(pool_path, features=features)
         store = AnnotationStore(db_path or tmp_path / "answers.db")
         engine = Engine(pool, store, dataset, labels, model=model, batch_size=batch_size,
                         lease_seconds=session_lease_s, **kwargs)
-        server = LiveServer(engine, view=view).start()
+        server = LiveServer(engine, view=view, **(app_options or {})).start()
         servers.append(server)
         stores.append(store)
         start.last_engine = engine

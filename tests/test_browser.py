@@ -409,7 +409,7 @@ def js_percent(value: float) -> int:
 
 
 class ServedTasks:
-    """Every task the page was served, by hex, read from its GET /api/questions responses."""
+    """Every task the page was served, by hex, read from its POST /api/questions responses."""
 
     def __init__(self, page):
         self._responses: list = []
@@ -417,7 +417,7 @@ class ServedTasks:
         page.on("response", self._on_response)
 
     def _on_response(self, response) -> None:
-        if "/api/questions" in response.url and response.request.method == "GET":
+        if "/api/questions" in response.url and response.request.method == "POST":
             self._responses.append(response)
 
     def __getitem__(self, hex_value: str) -> dict:
@@ -429,7 +429,7 @@ class ServedTasks:
 
 def answer_via_api(base_url: str, engine, session: str, n: int) -> int:
     """Fetch up to ``n`` tasks for ``session``, answer each with its true label, wait for the refit."""
-    got = httpx.get(f"{base_url}/api/questions", params={"session": session, "n": n}, timeout=10.0)
+    got = httpx.post(f"{base_url}/api/questions", json={"session": session, "n": n}, timeout=10.0)
     got.raise_for_status()
     tasks = got.json()["tasks"]
     if not tasks:

@@ -176,7 +176,7 @@ def test_recipe_and_server_make_the_same_first_refit(prodigy, pool_file, serve):
     url = serve(rgb_rows(400, seed=5), RGB, features=["r", "g", "b"], batch_size=10, seed=3)
     with httpx.Client(base_url=url) as client:
         def get():
-            return client.get("/api/questions", params={"session": "a"}).json()["tasks"]
+            return client.post("/api/questions", json={"session": "a"}).json()["tasks"]
 
         first, prefetched = get(), get()
         answers = [dict(t, answer="accept", accept=[rgb_label(t)]) for t in first]

@@ -430,7 +430,7 @@ def test_api_stats_has_the_estimate_and_the_stop_signal(serve):
     engine = serve.last_engine
     with httpx.Client(base_url=url) as client:
         for _ in range(5):
-            tasks = client.get("/api/questions", params={"session": "a"}).json()["tasks"]
+            tasks = client.post("/api/questions", json={"session": "a"}).json()["tasks"]
             client.post("/api/answers", json={"session": "a", "answers": answer_all(tasks)}
                         ).raise_for_status()
             assert engine.wait_idle(30)

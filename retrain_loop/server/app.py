@@ -12,13 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..loop import SESSION_PATTERN, AnswerError, Engine
 from ..store import StoreError
+from .guard import MAX_BODY, Guard
 
 STATIC = Path(__file__).parent / "static"
 VIEWS = ("colour", "record", "image")
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg"}
 # The page is self-contained: no inline script, nothing from another origin, so a pool field
 # that smuggles markup in cannot run, and the page works offline.
-CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'"
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'")
 
 
 class Answer(BaseModel):
@@ -33,18 +35,31 @@ class Answer(BaseModel):
     meta: dict[str, Any] | None = None
 
 
+class QuestionsRequest(BaseModel):
+    """Leasing rows changes what others are served, so it is a POST with a JSON body."""
+
+    model_config = ConfigDict(extra="forbid")
+    session: str = Field(pattern=SESSION_PATTERN)
+    n: int | None = Field(default=None, ge=1, le=200)
+    fresh: bool = False  # a page (re)load: hand back what the session held first
+
+
 class AnswerBatch(BaseModel):
     session: str = Field(pattern=SESSION_PATTERN)
     answers: list[Answer] = Field(max_length=1000)
 
 
-def create_app(engine: Engine, *, view: str = "record", image_root: str | Path | None = None) -> FastAPI:
-    """The ASGI app for one engine. Tests use it without starting a server."""
+def create_app(engine: Engine, *, view: str = "record", image_root: str | Path | None = None,
+               host: str = "127.0.0.1", token: str | None = None,
+               max_body: int = MAX_BODY) -> FastAPI:
+    """The ASGI app for one engine, guarded for ``host`` (``guard.py``). Tests use it without
+    starting a server."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: use one of {', '.join(VIEWS)}")
     image_root = Path(image_root or engine.pool.path.parent).resolve()
     app = FastAPI(title="retrain-loop", docs_url="/api/docs", redoc_url=None)
     app.state.engine = engine
+    app.add_middleware(Guard, host=host, token=token, max_body=max_body)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -79,15 +94,11 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
             "n_pool": len(engine.pool),
         }
 
-    @app.get("/api/questions")
-    def questions(
-        session: str = Query(pattern=SESSION_PATTERN),
-        n: int | None = Query(default=None, ge=1, le=200),
-        fresh: bool = False,
-    ) -> dict[str, Any]:
-        if fresh:
-            engine.release_session(session)
-        return {"tasks": engine.get_questions(session, n)}
+    @app.post("/api/questions")
+    def questions(request: QuestionsRequest) -> dict[str, Any]:
+        if request.fresh:
+            engine.release_session(request.session)
+        return {"tasks": engine.get_questions(request.session, request.n)}
 
     @app.post("/api/answers")
     def answers(batch: AnswerBatch) -> dict[str, Any]:
@@ -101,7 +112,10 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
 
     @app.get("/api/image")
     def image(path: str = Query(min_length=1, max_length=1000)) -> FileResponse:
-        target = (image_root / path).resolve()
+        try:
+            target = (image_root / path).resolve()
+        except (ValueError, OSError):  # a NUL byte, a name too long
+            raise HTTPException(status_code=404, detail="no such image") from None
         if (
             not target.is_relative_to(image_root)
             or target.suffix.lower() not in IMAGE_TYPES

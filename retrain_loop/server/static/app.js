@@ -28,8 +28,8 @@
     history: [],          // [{task, entry, selected}] for undo, newest last
     outbox: [],           // answer entries not yet stored by the server
     seen: new Set(),      // task keys fetched/shown/answered on this page
-    fetching: false,      // a GET /api/questions is in flight
-    fetchFailed: false,   // the last GET /api/questions failed
+    fetching: false,      // a POST /api/questions is in flight
+    fetchFailed: false,   // the last POST /api/questions failed
     firstFetch: true,     // the first fetch carries fresh=1
     exhausted: false,     // the last fetch brought nothing new
     posting: false,       // a POST /api/answers is in flight
@@ -154,6 +154,17 @@
       }
     } catch (e) { /* body unreadable */ }
     return text.trim();
+  }
+
+  async function postJSON(url, body) {
+    var response = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+      cache: "no-store",
+    });
+    if (!response.ok) throw new Error("POST " + url + " failed: " + (await errorText(response)));
+    return response.json();
   }
 
   async function getJSON(url) {
@@ -390,11 +401,11 @@
   async function fetchTasks() {
     if (state.fetching) return;
     state.fetching = true;
-    var url = "/api/questions?session=" + encodeURIComponent(state.session) + "&n=" + state.batchSize;
-    if (state.firstFetch) url += "&fresh=1";
+    // Leasing rows is a write: a POST with a JSON body, which another site's page cannot send.
+    var request = { session: state.session, n: state.batchSize, fresh: state.firstFetch };
     var added = 0;
     try {
-      var data = await getJSON(url);
+      var data = await postJSON("/api/questions", request);
       state.firstFetch = false;
       var tasks = data && Array.isArray(data.tasks) ? data.tasks : [];
       tasks.forEach(function (task) {

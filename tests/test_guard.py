@@ -1,0 +1,170 @@
+"""What a request must show: the host, the token, JSON from our own origin, a bounded body.
+A real server on 127.0.0.1 and a real HTTP client; nothing a refusal turns away is stored."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import RGB, rgb_label, rgb_rows
+
+from retrain_loop.server.guard import COOKIE
+
+TOKEN = "s3cret-token"
+
+
+def answers_for(tasks):
+    return [dict(t, answer="accept", accept=[rgb_label(t)]) for t in tasks]
+
+
+def nothing_leased_or_stored(engine):
+    return engine.stats()["n_out"] == 0 and engine.store.count("test") == 0
+
+
+def test_a_get_leases_nothing(serve):
+    url = serve(rgb_rows(30), RGB)
+    with httpx.Client(base_url=url) as client:
+        response = client.get("/api/questions", params={"session": "a"})
+    assert response.status_code == 405
+    assert nothing_leased_or_stored(serve.last_engine)
+
+
+@pytest.mark.parametrize("headers, body", [
+    ({"content-type": "text/plain"}, '{"session": "a"}'),  # what a form or no-cors fetch sends
+    ({"content-type": "application/x-www-form-urlencoded"}, "session=a"),
+    ({}, '{"session": "a"}'),
+])
+def test_writes_must_be_json(serve, headers, body):
+    url = serve(rgb_rows(30), RGB)
+    with httpx.Client(base_url=url) as client:
+        leased = client.post("/api/questions", content=body, headers=headers)
+        task = client.post("/api/questions", json={"session": "b", "n": 1}).json()["tasks"][0]
+        answered = client.post("/api/answers", headers=headers,
+                               content=httpx.Request("POST", url, json={
+                                   "session": "b", "answers": answers_for([task])}).content)
+    assert leased.status_code == answered.status_code == 415
+    assert serve.last_engine.stats()["n_out"] == 1  # only b's own, JSON request
+    assert serve.last_engine.store.count("test") == 0
+
+
+def test_writes_from_another_origin_are_refused(serve):
+    url = serve(rgb_rows(30), RGB)
+    with httpx.Client(base_url=url) as client:
+        evil = client.post("/api/questions", json={"session": "a"},
+                           headers={"origin": "http://evil.example"})
+        assert evil.status_code == 403
+        assert nothing_leased_or_stored(serve.last_engine)
+        ours = client.post("/api/questions", json={"session": "a", "n": 2},
+                           headers={"origin": url})
+        assert ours.status_code == 200 and len(ours.json()["tasks"]) == 2
+
+
+def test_a_loopback_server_answers_only_to_loopback_names(serve):
+    url = serve(rgb_rows(30), RGB)
+    with httpx.Client(base_url=url) as client:
+        assert client.get("/api/project").status_code == 200
+        assert client.get("/api/project", headers={"host": "localhost"}).status_code == 200
+        rebound = client.get("/api/project", headers={"host": "attacker.example:8080"})
+    assert rebound.status_code == 400
+
+
+def test_a_token_guards_every_route_and_the_first_visit_sets_a_cookie(serve):
+    url = serve(rgb_rows(30), RGB, app_options={"token": TOKEN, "host": "0.0.0.0"})
+    with httpx.Client(base_url=url) as client:
+        for path in ["/", "/api/project", "/api/stats", "/static/app.js", "/healthz"]:
+            assert client.get(path).status_code == 401, path
+        assert client.post("/api/questions", json={"session": "a"}).status_code == 401
+        assert client.get("/api/project", params={"token": "wrong"}).status_code == 401
+        assert nothing_leased_or_stored(serve.last_engine)
+        # Any Host is served beyond loopback: the token is the guard there.
+        assert client.get("/api/project", headers={"authorization": f"Bearer {TOKEN}",
+                                                   "host": "labels.example"}).status_code == 200
+        assert client.get("/api/project",
+                          headers={"x-retrain-loop-token": TOKEN}).status_code == 200
+        first = client.get("/", params={"token": TOKEN})
+        assert first.status_code == 200
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith(f"{COOKIE}={TOKEN}") and "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        # The page's own requests carry the cookie from here on.
+        tasks = client.post("/api/questions", json={"session": "a"}).json()["tasks"]
+        assert client.post("/api/answers", json={"session": "a", "answers": answers_for(tasks)}
+                           ).json()["stored"] == len(tasks) > 0
+
+
+def test_bodies_over_the_limit_get_413_and_store_nothing(serve):
+    url = serve(rgb_rows(30), RGB, app_options={"max_body": 20_000})
+    with httpx.Client(base_url=url) as client:
+        task = client.post("/api/questions", json={"session": "a", "n": 1}).json()["tasks"][0]
+        big = dict(answers_for([task])[0], meta={"note": "x" * 30_000})
+        response = client.post("/api/answers", json={"session": "a", "answers": [big]})
+        assert response.status_code == 413
+
+        def chunks():  # no Content-Length: the limit holds while reading
+            yield b'{"session": "a", "answers": [{"meta": "'
+            for _ in range(30):
+                yield b"x" * 1000
+            yield b'"}]}'
+
+        streamed = client.post("/api/answers", content=chunks(),
+                               headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        small = client.post("/api/answers", json={"session": "a", "answers": answers_for([task])})
+        assert small.json()["stored"] == 1
+    assert serve.last_engine.store.count("test") == 1
+
+
+def test_one_session_cannot_lease_the_whole_pool(serve):
+    url = serve(rgb_rows(300), RGB, batch_size=10)
+    with httpx.Client(base_url=url) as client:
+        got = [client.post("/api/questions", json={"session": "greedy", "n": 200}).json()["tasks"]
+               for _ in range(3)]
+        other = client.post("/api/questions", json={"session": "other"}).json()["tasks"]
+        assert [len(batch) for batch in got] == [30, 0, 0]  # three batches at most
+        assert len(other) == 10
+        # Answering frees the session to lease again.
+        client.post("/api/answers", json={"session": "greedy", "answers": answers_for(got[0][:10])})
+        again = client.post("/api/questions", json={"session": "greedy"}).json()["tasks"]
+        assert len(again) == 10
+
+
+def test_framing_is_refused_and_a_nul_in_a_path_is_a_404(serve):
+    url = serve([{"id": "1", "image": "cat.png", "v": 1}], ["a", "b"], view="image",
+                features=["v"])
+    with httpx.Client(base_url=url) as client:
+        assert "frame-ancestors 'none'" in client.get("/").headers["content-security-policy"]
+        assert client.get("/api/image", params={"path": "cat\x00.png"}).status_code == 404
+
+
+def test_serve_on_a_network_address_makes_up_a_token_and_prints_it(tmp_path):
+    import re
+    import subprocess
+    import sys
+    import time
+
+    from conftest import free_port, write_jsonl
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", rgb_rows(40))
+    port = free_port()
+    command = [sys.executable, "-m", "retrain_loop.cli", "serve", "ds", str(pool), "--label",
+               "red,green,blue", "--features", "r,g,b", "--model", "logreg", "--db",
+               str(tmp_path / "a.db"), "--host", "0.0.0.0", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        while line and "Open http" not in line:
+            line = server.stdout.readline()
+        token = re.search(r"\?token=(\S+)", line).group(1)
+        assert len(token) >= 20
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                refused = httpx.get(f"{base}/api/project")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        assert refused.status_code == 401
+        assert httpx.get(f"{base}/api/project", params={"token": token}).status_code == 200
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    assert "anyone who can reach port" in err
