@@ -25,6 +25,10 @@ _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _DEFAULT_ID = "id"
 # The server writes these itself; a stale copy in the file would shadow the real value.
 _RESERVED = frozenset({"_input_hash", "_task_hash"})
+# Every task carries its row's fields to the page: a 10-million-character cell would be a 10 MB
+# task. Longer text belongs in a file the row names (as images do).
+MAX_FIELD = 100_000
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can spell them; UTF-8 cannot carry them
 # JSON's own number grammar: a CSV cell is shown as a number only when JSON would have spelt it
 # that way, so "007", "+5", " 5" and "nan" keep their spelling and CSV and JSONL display alike.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
@@ -177,6 +181,13 @@ def _build(path, header, header_line, rows, features, id_column, is_csv, exclude
         values.append(row if clean else [_feature(path, line, n, cells, is_csv) for n in feats])
         lines.append(line)
         show = {k: _csv_cell(v) if is_csv else v for k, v in cells.items() if k not in _RESERVED}
+        for name, value in show.items():
+            if isinstance(value, str) and (len(value) > MAX_FIELD
+                                           or (not is_csv and _SURROGATE.search(value))):
+                what = (f"is {len(value):,} characters long; a task field may have at most "
+                        f"{MAX_FIELD:,}" if len(value) > MAX_FIELD
+                        else "holds a lone surrogate (\\ud800-\\udfff), which is not text")
+                raise PoolError(path, line, f"field {name!r} {what}")
         if id_col is not None:
             row_id = _id_string(path, line, id_col, cells)
             if row_id in id_lines:

@@ -3,6 +3,8 @@ A real server on 127.0.0.1 and a real HTTP client; nothing a refusal turns away 
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from conftest import RGB, rgb_label, rgb_rows
@@ -168,3 +170,36 @@ def test_serve_on_a_network_address_makes_up_a_token_and_prints_it(tmp_path):
         server.terminate()
         _, err = server.communicate(timeout=20)
     assert "anyone who can reach port" in err
+
+
+@pytest.mark.parametrize("meta, why", [
+    ({"note": "x" * 70_000}, "at most"),
+    ({"score": float("nan")}, "plain JSON"),
+    ({"score": float("inf")}, "plain JSON"),
+    ({"note": "a\ud800b"}, "plain JSON"),
+])
+def test_meta_that_cannot_be_stored_as_is_gets_422(serve, meta, why):
+    url = serve(rgb_rows(30), RGB)
+    with httpx.Client(base_url=url) as client:
+        task = client.post("/api/questions", json={"session": "a", "n": 1}).json()["tasks"][0]
+        answer = dict(answers_for([task])[0], meta=meta)
+        # Spelt by hand: NaN, Infinity and a lone surrogate are what a careless client sends.
+        body = json.dumps({"session": "a", "answers": [answer]}, allow_nan=True)
+        response = client.post("/api/answers", content=body.encode("utf-8", "surrogatepass"),
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 422 and why in response.text
+    assert serve.last_engine.store.count("test") == 0
+
+
+def test_a_pool_field_too_long_or_not_text_is_refused_with_its_line(tmp_path):
+    from retrain_loop.pool import MAX_FIELD, PoolError, load_pool
+
+    long_field = tmp_path / "long.jsonl"
+    long_field.write_text('{"id": "a", "v": 1}\n' + json.dumps(
+        {"id": "b", "v": 2, "t": "x" * (MAX_FIELD + 1)}) + "\n")
+    with pytest.raises(PoolError, match=r"long.jsonl:2: field 't' is 100,001 characters"):
+        load_pool(long_field, features=["v"])
+    surrogate = tmp_path / "surrogate.jsonl"
+    surrogate.write_text('{"id": "a", "v": 1, "t": "x\\ud800"}\n')
+    with pytest.raises(PoolError, match=r"surrogate.jsonl:1: field 't' holds a lone surrogate"):
+        load_pool(surrogate, features=["v"])

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from ..loop import SESSION_PATTERN, AnswerError, Engine
 from ..store import StoreError
 from .guard import MAX_BODY, Guard
 
 STATIC = Path(__file__).parent / "static"
+MAX_META = 64 * 1024  # bytes of an answer's meta, as stored
 VIEWS = ("colour", "record", "image")
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg"}
 # The page is self-contained: no inline script, nothing from another origin, so a pool field
@@ -33,6 +36,21 @@ class Answer(BaseModel):
     answer: Literal["accept", "reject", "ignore"]
     accept: list[str] = Field(default_factory=list, max_length=100)
     meta: dict[str, Any] | None = None
+
+    @field_validator("meta")
+    @classmethod
+    def _storable(cls, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Meta is stored as it came: it must be JSON (no NaN or Infinity), UTF-8 text (no lone
+        surrogate) and small."""
+        if meta is None:
+            return meta
+        try:
+            size = len(json.dumps(meta, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+        except ValueError as e:  # NaN/Infinity, or a surrogate (UnicodeEncodeError)
+            raise ValueError(f"meta must be plain JSON text: {e}") from None
+        if size > MAX_META:
+            raise ValueError(f"meta is {size:,} bytes; at most {MAX_META:,} are stored")
+        return meta
 
 
 class QuestionsRequest(BaseModel):
@@ -72,6 +90,15 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
     @app.exception_handler(AnswerError)
     async def answer_error(request: Request, exc: AnswerError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes the offending input, and fails (500) on the very input
+        # that was refused: NaN, Infinity, a lone surrogate. Where and why is enough.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
+                  for e in exc.errors()]
+        return Response(json.dumps({"detail": errors}, ensure_ascii=True, default=str),
+                        status_code=422, media_type="application/json")
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError):
