@@ -164,9 +164,13 @@ def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_p
         app = create_app(engine, view=view, host=host, token=token)
     stats = engine.stats()
     click.echo(
-        f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {db_path}, "
-        f"model round {engine.round}" + (f" (error: {engine.last_error})" if engine.last_error else "")
+        f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {db_path}"
+        + (", refitting on them in the background" if stats["n_annotations"] else "")
     )
+    if engine.n_unmatched:
+        click.echo(f"{engine.n_unmatched} saved answers of {dataset} match no row of {pool_path}: "
+                   "was the pool edited, or its id column changed? They are kept, not used.",
+                   err=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"Open http://{shown}:{port}/{f'?token={token}' if token else ''} to annotate "
                "(Ctrl+C stops).")

@@ -179,10 +179,12 @@ class Engine:
         self._closed = False
         self._worker: threading.Thread | None = None
 
-        self._load_answered()
+        self.n_unmatched = self._load_answered()
         self._ranking = self._cold_start_ranking()
-        # A restarted server refits from the stored annotations before it serves anything.
-        self.refit()
+        # A restarted server refits from the stored answers; in the background, so that the page
+        # opens at once and the first batch comes from the cold start while the model fits.
+        if self._latest:
+            self.schedule_refit()
 
     # -- hashes and tasks ---------------------------------------------------------------------
 
@@ -337,14 +339,19 @@ class Engine:
             self.schedule_refit()
         return stored
 
-    def _load_answered(self) -> None:
+    def _load_answered(self) -> int:
+        """Mark the rows answered before; returns how many stored answers match no pool row."""
+        unmatched = 0
         for record in self.store.get(self.dataset):
             index = self.pool.index_of(record.get("_input_hash"))
             if index is not None:
                 self._answered[index] = True
+            else:
+                unmatched += 1
             self._latest[(record.get("_session_id", ""), record.get("_task_hash"))] = outcome(
                 record
             )
+        return unmatched
 
     # -- refits -------------------------------------------------------------------------------
 
@@ -587,6 +594,7 @@ class Engine:
             "n_pool": len(self.pool),
             "n_remaining": n_open,
             "n_out": n_out,
+            "n_unmatched": self.n_unmatched,  # stored answers for rows not in this pool
             "audit": self._audit.share,
             "estimate": self.rounds.estimate(),
             "stop": self.rounds.stop(),

@@ -97,3 +97,44 @@ def test_export_of_a_missing_dataset_or_database_exits_2(tmp_path, dataset, db_e
     result = CliRunner().invoke(main, ["export", dataset, "--db", str(db)])
     assert result.exit_code == 2
     assert ("no dataset" if db_exists else "not found") in result.output
+
+
+def test_serve_reports_saved_answers_that_match_no_pool_row(tmp_path):
+    import re
+    import time
+
+    import httpx
+    from conftest import free_port
+
+    from retrain_loop.loop import Engine
+    from retrain_loop.pool import load_pool
+
+    old = write_jsonl(tmp_path / "old.jsonl", rgb_rows(40))
+    db = tmp_path / "a.db"
+    store = AnnotationStore(db)
+    engine = Engine(load_pool(old, features=["r", "g", "b"]), store, "ds", ["red", "green", "blue"],
+                    model="logreg", background=False)
+    tasks = engine.get_questions("a", 7)
+    engine.update([dict(t, answer="ignore", accept=[]) for t in tasks], "a")
+    engine.close()
+    store.close()
+    new = write_jsonl(tmp_path / "new.jsonl",
+                      [dict(r, id=f"n{i}") for i, r in enumerate(rgb_rows(40, seed=1))])
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "retrain_loop.cli", "serve", "ds", str(new), "--label",
+         "red,green,blue", "--features", "r,g,b", "--model", "logreg", "--db", str(db),
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.1)
+        stats = httpx.get(f"http://127.0.0.1:{port}/api/stats").json()
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    assert stats["n_unmatched"] == 7
+    assert re.search(r"7 saved answers of ds match no row of .*new.jsonl", err)

@@ -71,7 +71,7 @@ def test_scripted_annotator_trains_a_model_end_to_end(serve, tmp_path):
     assert accuracy > majority + 0.3, (accuracy, majority)
 
 
-def test_restart_loses_nothing_and_refits_before_serving(serve, tmp_path):
+def test_restart_loses_nothing_serves_at_once_and_refits_in_the_background(serve, tmp_path):
     db = tmp_path / "restart.db"
     rows = rgb_rows(300, seed=2)
     url = serve(rows, RGB, features=["r", "g", "b"], db_path=db, batch_size=10)
@@ -86,9 +86,20 @@ def test_restart_loses_nothing_and_refits_before_serving(serve, tmp_path):
         before = client.get("/api/stats").json()
     serve.last_server.stop()
 
+    # A model that takes a while to fit: the port opens and serves before the refit ends.
+    from test_loop import GatedModel
+
+    GatedModel.gate.clear()
     # One session takes the whole rest of the pool below, past its usual lease cap.
-    url = serve(rows, RGB, features=["r", "g", "b"], db_path=db, batch_size=10, max_out=10_000)
+    url = serve(rows, RGB, features=["r", "g", "b"], db_path=db, batch_size=10, max_out=10_000,
+                model=GatedModel())
     with httpx.Client(base_url=url) as client:
+        first = client.post("/api/questions", json={"session": "carol", "n": 5}).json()["tasks"]
+        assert len(first) == 5 and serve.last_engine.round == before["model_round"]
+        assert {t["meta"]["source"] for t in first} == {"initial"}  # the cold start meanwhile
+        GatedModel.gate.set()
+        assert serve.last_engine.wait_idle(30)
+        client.post("/api/questions", json={"session": "carol", "fresh": True, "n": 1})
         after = client.get("/api/stats").json()
         assert after["n_annotations"] == before["n_annotations"] == 30
         assert after["per_label"] == before["per_label"]
@@ -101,6 +112,7 @@ def test_restart_loses_nothing_and_refits_before_serving(serve, tmp_path):
         served = set()
         while tasks := client.post("/api/questions", json={"session": "bob", "n": 50}).json()["tasks"]:
             served |= {t["_input_hash"] for t in tasks}
+    served |= {t["_input_hash"] for t in first}
     assert not served & answered
     # Rows that were out with an annotator when the server stopped are served again.
     assert {t["_input_hash"] for t in out_before} <= served
