@@ -193,9 +193,12 @@ def export(dataset, db_path, out_path):
 
     Example: retrain-loop export colours --db colours.db --out colours.jsonl
     """
+    from .offline import check_database
+
     if not Path(db_path).exists():
         raise CliError(f"database not found: {db_path}")
     with user_errors():
+        check_database(Path(db_path))  # before opening it, which would add tables to any file
         store = AnnotationStore(db_path)
         if dataset not in store.datasets():
             known = ", ".join(store.datasets()) or "none"
@@ -224,10 +227,13 @@ def status(dataset, db_path, history_path, as_json, audit_window, stop_threshold
     import json
 
     from .history import status as read_status
+    from .offline import check_database
     from .report import status_text
 
     if not Path(db_path).exists():
         raise CliError(f"database not found: {db_path}")
+    with user_errors():
+        check_database(Path(db_path))
     with user_errors(), closing(AnnotationStore(db_path)) as store:
         if dataset not in store.datasets():
             known = ", ".join(store.datasets()) or "none"
@@ -357,18 +363,40 @@ def predict(model_path, pool_path, out_path, features, id_column, trust):
 @click.argument("dataset")
 @click.argument("in_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
-def db_in(dataset, in_path, db_path):
+@click.option("--pool", "pool_path", type=click.Path(exists=True, dir_okay=False),
+              help="Match each answer to a row of this pool, by hash, id or content, and say how "
+              "many match.")
+@click.option("--id-column", default="id", show_default=True, help="The pool's id column.")
+@click.option("--features", help="The pool's feature columns (default: all numeric columns).")
+@click.option("--label", "labels", help="Comma-separated labels the answers were asked with, for "
+              "records without options.")
+def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
     """Import answers in Prodigy's db-out JSONL format into DATASET.
 
-    Example: retrain-loop db-in colours colours-answers.jsonl --db colours.db
-    """
-    from .offline import import_answers
+    Records without hashes get retrain-loop's (from the id, or the row's fields); a binary answer
+    about a suggested label becomes that label when accepted and is kept when rejected.
 
+    Example: retrain-loop db-in colours colours-answers.jsonl --db colours.db --pool colours.jsonl
+    """
+    from .offline import import_report
+
+    with user_errors():
+        pool = (load_pool(pool_path, features=_split(features), id_column=id_column)
+                if pool_path else None)
     with (user_errors(), _new_file_removed_on_error(db_path),
           closing(AnnotationStore(db_path)) as store):
-        new = import_answers(store, dataset, in_path)
+        new, report = import_report(store, dataset, in_path, pool=pool, labels=_split(labels))
         total = store.count(dataset)
     click.echo(f"Imported {new} new answers into {dataset} in {db_path} ({total} in total)")
+    if pool is not None:
+        matched = sum(report[f"matched by {how}"] for how in ("hash", "id", "content"))
+        click.echo(f"{matched} of {report['records']} match a row of {pool_path} (by hash "
+                   f"{report['matched by hash']}, by id {report['matched by id']}, by content "
+                   f"{report['matched by content']}); {report['matching no pool row']} match none")
+    for what in ("hashes computed", "binary accepted", "binary rejected"):
+        if report[what]:
+            click.echo(f"{what}: {report[what]}" + (" (kept, not used for training)"
+                                                    if what == "binary rejected" else ""))
 
 
 # -- simulate ----------------------------------------------------------------------------------

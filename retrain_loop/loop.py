@@ -180,6 +180,7 @@ class Engine:
         self._worker: threading.Thread | None = None
 
         self.n_unmatched = self._load_answered()
+        getattr(store, "changed_elsewhere", lambda: False)()  # what we read is the baseline
         self._ranking = self._cold_start_ranking()
         # A restarted server refits from the stored answers; in the background, so that the page
         # opens at once and the first batch comes from the cold start while the model fits.
@@ -209,6 +210,11 @@ class Engine:
         """Lease up to ``n`` rows to a session, best first. Never waits for a refit."""
         check_session(session)
         n = self.batch_size if n is None else n
+        changed = getattr(self.store, "changed_elsewhere", None)
+        if changed is not None and changed():  # answers imported while we run: not served again
+            with self._lock:
+                self.n_unmatched = self._load_answered()
+            self.schedule_refit()
         out: list[tuple[int, _Lease]] = []
         with self._lock:
             now = time.monotonic()

@@ -51,7 +51,7 @@ def open_annotations(source: str | Path, dataset: str) -> AnnotationStore:
             store.close()
             raise OfflineError(f"{source}: no answers in the file")
         return store
-    _check_database(source)
+    check_database(source)
     store = AnnotationStore(source)
     present = store.datasets()
     if dataset not in present:
@@ -62,7 +62,7 @@ def open_annotations(source: str | Path, dataset: str) -> AnnotationStore:
     return store
 
 
-def _check_database(path: Path) -> None:
+def check_database(path: Path) -> None:
     """Refuse a file that is not a retrain-loop database before the store would add its table."""
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
@@ -81,10 +81,20 @@ def _check_database(path: Path) -> None:
         )
 
 
-def import_answers(store: AnnotationStore, dataset: str, path: str | Path) -> int:
-    """Import a db-out JSONL file; returns how many answers were new."""
+def import_answers(store: AnnotationStore, dataset: str, path: str | Path, *,
+                   pool: Pool | None = None, labels: list[str] | None = None) -> int:
+    """Import a db-out JSONL file; returns how many answers were new (``importing.py``)."""
+    return import_report(store, dataset, path, pool=pool, labels=labels)[0]
+
+
+def import_report(store: AnnotationStore, dataset: str, path: str | Path, *,
+                  pool: Pool | None = None, labels: list[str] | None = None
+                  ) -> tuple[int, Counter]:
+    """``import_answers``, and what was done to the records (matched, computed, binary)."""
+    from .importing import import_file
+
     try:
-        return store.import_jsonl(dataset, path)
+        return import_file(store, dataset, path, pool=pool, labels=labels)
     except UnicodeDecodeError:
         raise OfflineError(f"{path}: file is not UTF-8 text") from None
     except OSError as e:

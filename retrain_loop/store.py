@@ -171,6 +171,17 @@ class AnnotationStore:
 
     # -- reads --------------------------------------------------------------------------------
 
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection (``db-in``, another process) committed since the last
+        call. SQLite's data_version does not move for this store's own writes."""
+        if self.path is None:
+            return False
+        with self._lock:
+            version = self._writer.execute("PRAGMA data_version").fetchone()[0]
+        changed = getattr(self, "_data_version", version) != version
+        self._data_version = version
+        return changed
+
     def get(self, dataset: str) -> list[dict[str, Any]]:
         """All answer records of a dataset, in the order they were first stored."""
         rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? ORDER BY id", (dataset,))
@@ -259,7 +270,8 @@ class AnnotationStore:
     def export_jsonl(self, dataset: str, out: IO[str]) -> int:
         n = 0
         for eg in self.get(dataset):
-            out.write(json.dumps(eg, ensure_ascii=False) + "\n")
+            # Prodigy's db-out names the interface each answer was given in.
+            out.write(json.dumps({"_view_id": "choice", **eg}, ensure_ascii=False) + "\n")
             n += 1
         return n
 
@@ -269,6 +281,11 @@ class AnnotationStore:
         for conn in readers:
             conn.close()
         self._writer.close()
+
+
+def check_record(dataset: str, eg: dict[str, Any]) -> None:
+    """Raise ``StoreError`` if ``add`` would refuse this record."""
+    _to_row(dataset, eg)
 
 
 def _to_row(dataset: str, eg: dict[str, Any]) -> tuple:

@@ -179,8 +179,11 @@ def test_export_then_import_roundtrips(store, tmp_path):
     assert store.export_jsonl("src", out) == 3
     path = tmp_path / "export.jsonl"
     path.write_text(out.getvalue(), encoding="utf-8")
+    # As Prodigy's db-out does, each line names the interface the answer was given in.
+    assert all(json.loads(line)["_view_id"] == "choice" for line in out.getvalue().splitlines())
     assert store.import_jsonl("dst", path) == 3
-    assert store.get("dst") == store.get("src")
+    assert [{k: v for k, v in r.items() if k != "_view_id"} for r in store.get("dst")] \
+        == store.get("src")
 
 
 def test_import_fills_missing_session(store, tmp_path):
