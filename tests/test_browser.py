@@ -6,10 +6,16 @@ Skipped, with the reason, when Playwright or a Chromium executable is missing.
 
 from __future__ import annotations
 
+import functools
+import html
+import http.server
+import json
+import logging
 import math
 import os
 import re
 import shutil
+import threading
 import time
 
 import pytest
@@ -677,4 +683,142 @@ def test_no_random_checks_means_no_accuracy(serve, page):
     expect(page.locator("#curve circle.kappa-dot")).to_have_count(
         len([h for h in s["history"] if h["kappa"] is not None])
     )
+    assert page.js_errors == []
+
+
+# ---------------------------------------------------------------- other origins
+
+
+def test_cross_origin_page_can_neither_lease_rows_nor_post_answers(serve, page, tmp_path):
+    """A page on another origin (another port of 127.0.0.1) tries what a hostile site would:
+    a no-cors fetch with a text/plain body (sent without a preflight), a JSON fetch (needs a
+    preflight the server does not grant), a text/plain form posting a JSON answer batch into a
+    hidden iframe, and a GET of /api/questions. Each attempt reaches the server (its access log
+    says so; of the JSON fetch, only the preflight) and is refused; nothing is leased or stored.
+    The same JSON requests made from the server's own origin do lease and store, so the refusals
+    are down to the origin."""
+    rows = colour_rows(40, seed=7)
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    engine = serve.last_engine
+    # A valid answer to a real pool row, without leasing it: what the form would store if let in.
+    answer = dict(
+        rows[0],
+        _input_hash=int(engine.pool.input_hashes[0]),
+        _task_hash=engine.task_hash(0),
+        answer="accept",
+        accept=[brightest_label(rows[0])],
+    )
+    lease_body = json.dumps({"session": "evil", "n": 5})
+    answer_body = json.dumps({"session": "evil", "answers": [answer], "pad": "="})
+    # text/plain forms send "name=value": split the JSON at its last "=" so that is the body.
+    field_name, field_value = answer_body.rsplit("=", 1)
+    evil_page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>working</title></head><body>
+<iframe name="sink" id="sink" style="display:none"></iframe>
+<form id="form" method="POST" action="{html.escape(base)}/api/answers" target="sink"
+      enctype="text/plain">
+  <input type="hidden" name="{html.escape(field_name)}" value="{html.escape(field_value)}">
+</form>
+<script>
+const target = {json.dumps(base)};
+const outcome = p => p.then(r => `response ${{r.type}} ${{r.status}}`, e => `error ${{e.name}}`);
+const formPosted = new Promise(resolve => {{
+  const sink = document.getElementById("sink");
+  sink.addEventListener("load", () => resolve("loaded"), {{once: true}});
+  setTimeout(() => resolve("timeout"), 5000);
+  document.getElementById("form").submit();
+}});
+const attempts = {{
+  no_cors_text: outcome(fetch(target + "/api/questions", {{
+    method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}},
+    body: {json.dumps(lease_body)},
+  }})),
+  cors_json: outcome(fetch(target + "/api/questions", {{
+    method: "POST", headers: {{"Content-Type": "application/json"}},
+    body: {json.dumps(lease_body)},
+  }})),
+  form: formPosted,
+  get_questions: outcome(fetch(target + "/api/questions?session=x")),
+}};
+Promise.all(Object.entries(attempts).map(([k, p]) => p.then(v => [k, v]))).then(done => {{
+  document.body.dataset.results = JSON.stringify(Object.fromEntries(done));
+  document.title = "done";
+}});
+</script></body></html>"""
+    site = tmp_path / "evil"
+    site.mkdir()
+    (site / "index.html").write_text(evil_page, encoding="utf-8")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    evil = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(site))
+    )
+    evil_url = f"http://127.0.0.1:{evil.server_address[1]}"
+    assert evil_url != base
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+
+    # The retrain-loop server's access log, read on its side: (method, path, status).
+    seen: list[tuple[str, str, int]] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            _, method, path, _, status = record.args
+            seen.append((method, path, int(status)))
+
+    access = logging.getLogger("uvicorn.access")
+    recorder, level = Recorder(), access.level
+    access.addHandler(recorder)
+    access.setLevel(logging.INFO)
+    try:
+        page.goto(f"{evil_url}/index.html")
+        expect(page).to_have_title("done")
+        results = json.loads(page.locator("body").get_attribute("data-results"))
+        # The page learns nothing: an opaque response, or a network error.
+        assert results["no_cors_text"] == "response opaque 0", results
+        assert results["cors_json"] == "error TypeError", results
+        assert results["get_questions"] == "error TypeError", results
+        assert results["form"] in ("loaded", "timeout"), results
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while ("POST", "/api/answers", 415) not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        # Every attempt reached the server, and was refused there.
+        assert ("POST", "/api/questions", 415) in seen, seen  # not JSON
+        assert ("OPTIONS", "/api/questions", 405) in seen, seen  # the preflight, not granted
+        assert ("POST", "/api/answers", 415) in seen, seen  # the form: text/plain
+        assert ("GET", "/api/questions?session=x", 405) in seen, seen  # leasing is a POST
+        assert all(status >= 400 for _, _, status in seen), seen
+        # The JSON POST itself never left the browser.
+        assert sum(m == "POST" and p == "/api/questions" for m, p, _ in seen) == 1, seen
+        assert engine.stats()["n_out"] == 0
+        assert engine.store.count("test") == 0
+
+        # The same requests from the server's own origin (a page on it; /healthz, so that the
+        # annotation page does not lease rows itself) do work.
+        page.goto(f"{base}/healthz")
+        own = page.evaluate(
+            """async ([leaseBody, answerBody]) => {
+                const post = (path, body) => fetch(path, {
+                    method: "POST", headers: {"Content-Type": "application/json"}, body,
+                }).then(async r => ({status: r.status, body: await r.json()}));
+                return [await post("/api/questions", leaseBody),
+                        await post("/api/answers", answerBody)];
+            }""",
+            [lease_body, answer_body],
+        )
+    finally:
+        access.removeHandler(recorder)
+        access.setLevel(level)
+        evil.shutdown()
+        evil.server_close()
+    leased, stored = own
+    assert leased["status"] == 200 and len(leased["body"]["tasks"]) == 5, leased
+    assert stored == {"status": 200, "body": {"stored": 1}}, stored
+    # The answer took its row out of the lease, if the five leased rows held it.
+    held = 5 - any(t["_input_hash"] == answer["_input_hash"] for t in leased["body"]["tasks"])
+    assert engine.stats()["n_out"] == held
+    assert engine.store.count("test") == 1
     assert page.js_errors == []

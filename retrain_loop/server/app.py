@@ -48,6 +48,8 @@ class Answer(BaseModel):
             size = len(json.dumps(meta, allow_nan=False, ensure_ascii=False).encode("utf-8"))
         except ValueError as e:  # NaN/Infinity, or a surrogate (UnicodeEncodeError)
             raise ValueError(f"meta must be plain JSON text: {e}") from None
+        except RecursionError:  # nested just under what the body's parser took
+            raise ValueError("meta is nested too deeply") from None
         if size > MAX_META:
             raise ValueError(f"meta is {size:,} bytes; at most {MAX_META:,} are stored")
         return meta
