@@ -18,11 +18,15 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 # Older radicli and plac (what Prodigy builds recipe command lines with) go beside the venv, one
 # folder each, for the recipe's command-line tests to put first on PYTHONPATH.
-$(VENV)/.installed-dev: $(VENV)/.installed tests/prodigy_cli_versions.txt
+$(VENV)/.installed-dev: $(VENV)/.installed tests/prodigy_cli_versions.txt tests/server_floor_versions.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -rf $(VENV)/compat
 	for spec in $$(grep -v '^#' tests/prodigy_cli_versions.txt); do \
 		$(BIN)/python -m pip install --quiet --no-deps --target "$(VENV)/compat/$$(echo $$spec | sed 's/==/-/')" "$$spec" || exit 1; \
+	done
+	grep -v '^#' tests/server_floor_versions.txt | while read -r specs; do \
+		first=$$(echo $$specs | cut -d' ' -f1 | sed 's/==/-/'); \
+		$(BIN)/python -m pip install --quiet --no-deps --target "$(VENV)/compat/$$first" $$specs || exit 1; \
 	done
 	touch $@
 

@@ -203,3 +203,37 @@ def test_a_pool_field_too_long_or_not_text_is_refused_with_its_line(tmp_path):
     surrogate.write_text('{"id": "a", "v": 1, "t": "x\\ud800"}\n')
     with pytest.raises(PoolError, match=r"surrogate.jsonl:1: field 't' holds a lone surrogate"):
         load_pool(surrogate, features=["v"])
+
+
+def floor_versions() -> list[list[str]]:
+    from pathlib import Path
+
+    lines = (Path(__file__).parent / "server_floor_versions.txt").read_text().splitlines()
+    return [line.split() for line in lines if line.strip() and not line.startswith("#")]
+
+
+@pytest.mark.skipif(bool(__import__("os").environ.get("RETRAIN_LOOP_FLOOR_RUN")),
+                    reason="already running on the floor versions")
+@pytest.mark.parametrize("specs", floor_versions(), ids=lambda specs: specs[0])
+def test_the_server_tests_pass_on_the_oldest_fastapi_allowed(specs):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    folder = here.parent / ".venv" / "compat" / specs[0].replace("==", "-")
+    assert folder.is_dir(), f"{folder} is missing: `make test` installs it"
+    env = dict(os.environ, PYTHONPATH=str(folder), RETRAIN_LOOP_FLOOR_RUN="1")
+    versions = subprocess.run(
+        [sys.executable, "-c", "import fastapi, starlette; print(fastapi.__version__, "
+         "starlette.__version__, fastapi.__file__)"],
+        env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert versions[:2] == [spec.split("==")[1] for spec in specs]
+    assert Path(versions[2]).is_relative_to(folder)
+    pyproject = (here.parent / "pyproject.toml").read_text()
+    assert f'"fastapi>={".".join(versions[0].split(".")[:2])}"' in pyproject  # it is the floor
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(here / "test_guard.py"), str(here / "test_server.py")],
+                         env=env, capture_output=True, text=True, cwd=here.parent)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
