@@ -226,8 +226,8 @@ def test_the_server_tests_pass_on_the_oldest_fastapi_allowed(specs):
     assert folder.is_dir(), f"{folder} is missing: `make test` installs it"
     env = dict(os.environ, PYTHONPATH=str(folder), RETRAIN_LOOP_FLOOR_RUN="1")
     versions = subprocess.run(
-        [sys.executable, "-c", "import fastapi, starlette; print(fastapi.__version__, "
-         "starlette.__version__, fastapi.__file__)"],
+        [sys.executable, "-c", ("import fastapi, starlette; print(fastapi.__version__, "
+                                "starlette.__version__, fastapi.__file__)")],
         env=env, capture_output=True, text=True, check=True).stdout.split()
     assert versions[:2] == [spec.split("==")[1] for spec in specs]
     assert Path(versions[2]).is_relative_to(folder)
@@ -235,5 +235,6 @@ def test_the_server_tests_pass_on_the_oldest_fastapi_allowed(specs):
     assert f'"fastapi>={".".join(versions[0].split(".")[:2])}"' in pyproject  # it is the floor
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           str(here / "test_guard.py"), str(here / "test_server.py")],
-                         env=env, capture_output=True, text=True, cwd=here.parent)
+                         env=env, capture_output=True, text=True, cwd=here.parent,
+                         check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
