@@ -1,19 +1,36 @@
 """The answer schema: the one check an answer passes before it is stored, and what it counts as.
 
 Every host (the server's API, the Prodigy recipe, a simulation's oracle) hands answers to
-``Engine.update``, which turns each into a stored record here. The record is rebuilt from the
-pool row, so whatever else came back with the task is not trusted.
+``Engine.update``, which turns each into a stored record here. The shape of an answer is the
+pydantic model ``Answer`` (the server's API declares the same model, so its schema is this one);
+what only the project can tell (is it a row of the pool, asked with these labels) is checked
+after. The record is rebuilt from the pool row, so whatever else came back is not trusted.
+
+Each kind of error has its HTTP status: an answer that is not well formed, or names a label the
+project lacks, is 422; one for a row that is not in the pool is 404; one whose task hash is not
+this project's question about that row (labels changed since it was served) is 409.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .estimate import AUDIT
 from .pool import Pool
-from .store import ANSWERS
 
 # What the server decides when it serves a task; an answer cannot set these itself.
 SERVED = ("source", "round", "predicted", "p", "score")
@@ -21,8 +38,13 @@ SERVED = ("source", "round", "predicted", "p", "score")
 SESSION_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 
+MAX_META = 64 * 1024  # bytes of an answer's meta, as stored
+
+
 class AnswerError(ValueError):
-    """An answer that does not fit the task it claims to answer."""
+    """An answer that is not well formed."""
+
+    status = 422
 
 
 class UnknownLabel(AnswerError):
@@ -31,6 +53,50 @@ class UnknownLabel(AnswerError):
 
 class UnknownTask(AnswerError):
     """An answer for a row that is not in the pool."""
+
+    status = 404
+
+
+class TaskMismatch(AnswerError):
+    """An answer whose task hash is not this project's question about its row."""
+
+    status = 409
+
+
+class Answer(BaseModel):
+    """An answer as it arrives: the task it answers, with the verdict. Fields other than these
+    travel along and are ignored, since the stored record is rebuilt from the pool row."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    input_hash: StrictInt = Field(alias="_input_hash")
+    task_hash: StrictInt = Field(alias="_task_hash")
+    answer: Literal["accept", "reject", "ignore"]
+    accept: list[StrictStr] = Field(default_factory=list, max_length=100)
+    meta: dict[str, Any] | None = None
+
+    @field_validator("meta")
+    @classmethod
+    def _storable(cls, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Meta is stored as it came: it must be JSON (no NaN or Infinity), UTF-8 text (no lone
+        surrogate) and small."""
+        if meta is None:
+            return meta
+        try:
+            size = len(json.dumps(meta, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+        except ValueError as e:  # NaN/Infinity, or a surrogate (UnicodeEncodeError)
+            raise ValueError(f"meta must be plain JSON text: {e}") from None
+        except RecursionError:  # nested just under what the body's parser took
+            raise ValueError("meta is nested too deeply") from None
+        if size > MAX_META:
+            raise ValueError(f"meta is {size:,} bytes; at most {MAX_META:,} are stored")
+        return meta
+
+    @model_validator(mode="after")
+    def _one_label_when_accepted(self) -> Answer:
+        if self.answer == "accept" and len(self.accept) != 1:
+            raise ValueError("an accepted answer must choose exactly one label")
+        return self
 
 
 def check_session(session: Any) -> None:
@@ -43,32 +109,26 @@ def check_session(session: Any) -> None:
 def to_record(answer: Any, pool: Pool, labels: Sequence[str], task_hash: Callable[[int], int],
               sid: str, now: int) -> tuple[int, dict[str, Any]]:
     """The pool index an answer is for, and the record to store; ``AnswerError`` if it is bad."""
-    if not isinstance(answer, dict):
-        raise AnswerError("each answer must be an object")
-    input_hash = answer.get("_input_hash")
-    if not isinstance(input_hash, int) or isinstance(input_hash, bool):
-        raise AnswerError(f"_input_hash must be an integer, got {input_hash!r}")
+    try:
+        parsed = Answer.model_validate(answer)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "answer"
+        raise AnswerError(f"{where}: {first.get('msg', 'invalid')}") from None
+    input_hash, verdict, accept = parsed.input_hash, parsed.answer, list(parsed.accept)
     index = pool.index_of(input_hash)
     if index is None:
         raise UnknownTask(f"no row in the pool has _input_hash {input_hash}")
     expected = task_hash(index)
-    if answer.get("_task_hash") != expected:
-        raise AnswerError(
-            f"_task_hash {answer.get('_task_hash')!r} does not match row {input_hash} "
+    if parsed.task_hash != expected:
+        raise TaskMismatch(
+            f"_task_hash {parsed.task_hash!r} does not match row {input_hash} "
             "asked with this project's labels"
         )
-    verdict = answer.get("answer")
-    if verdict not in ANSWERS:
-        raise AnswerError(f"answer must be one of {', '.join(ANSWERS)}, got {verdict!r}")
-    accept = answer.get("accept", [])
-    if not isinstance(accept, list) or not all(isinstance(a, str) for a in accept):
-        raise AnswerError("accept must be a list of label ids")
     unknown = [a for a in accept if a not in labels]
     if unknown:
         raise UnknownLabel(f"unknown label {unknown[0]!r}: the labels are {', '.join(labels)}")
-    if verdict == "accept" and len(accept) != 1:
-        raise AnswerError("an accepted answer must choose exactly one label")
-    meta = answer.get("meta")
+    meta = parsed.meta
     record = dict(pool.tasks[index])
     record.update(
         options=[{"id": label, "text": label} for label in labels],

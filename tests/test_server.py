@@ -137,16 +137,16 @@ def _valid_answer(client):
 @pytest.mark.parametrize(
     "mutate, status",
     [
-        (lambda a: {"session": "alice", "answers": [dict(a, accept=["magenta"])]}, 400),
+        (lambda a: {"session": "alice", "answers": [dict(a, accept=["magenta"])]}, 422),
         (lambda a: {"session": "alice", "answers": [dict(a, answer="maybe")]}, 422),
         (lambda a: {"session": "alice", "answers": [dict(a, _input_hash="1")]}, 422),
-        (lambda a: {"session": "alice", "answers": [dict(a, _input_hash=7)]}, 400),
-        (lambda a: {"session": "alice", "answers": [dict(a, _task_hash=7)]}, 400),
+        (lambda a: {"session": "alice", "answers": [dict(a, _input_hash=7)]}, 404),  # no row
+        (lambda a: {"session": "alice", "answers": [dict(a, _task_hash=7)]}, 409),  # labels
         (lambda a: {"session": "alice", "answers": [{k: v for k, v in a.items() if k != "answer"}]}, 422),
         (lambda a: {"session": "a b", "answers": [a]}, 422),
         (lambda a: {"answers": [a]}, 422),
         (lambda a: {"session": "alice", "answers": a}, 422),
-        (lambda a: {"session": "alice", "answers": [a, dict(a, accept=["red", "blue"])]}, 400),
+        (lambda a: {"session": "alice", "answers": [a, dict(a, accept=["red", "blue"])]}, 422),
     ],
 )
 def test_bad_bodies_get_4xx_and_store_nothing(serve, mutate, status):

@@ -4,55 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from ..answers import Answer
 from ..loop import SESSION_PATTERN, AnswerError, Engine
 from ..store import StoreError
 from .guard import MAX_BODY, Guard
 
 STATIC = Path(__file__).parent / "static"
-MAX_META = 64 * 1024  # bytes of an answer's meta, as stored
 VIEWS = ("colour", "record", "image")
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".svg"}
 # The page is self-contained: no inline script, nothing from another origin, so a pool field
 # that smuggles markup in cannot run, and the page works offline.
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'")
-
-
-class Answer(BaseModel):
-    # The task travels back with its answer; fields other than these are ignored, since the
-    # stored record is rebuilt from the pool row.
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    input_hash: StrictInt = Field(alias="_input_hash")
-    task_hash: StrictInt = Field(alias="_task_hash")
-    answer: Literal["accept", "reject", "ignore"]
-    accept: list[str] = Field(default_factory=list, max_length=100)
-    meta: dict[str, Any] | None = None
-
-    @field_validator("meta")
-    @classmethod
-    def _storable(cls, meta: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Meta is stored as it came: it must be JSON (no NaN or Infinity), UTF-8 text (no lone
-        surrogate) and small."""
-        if meta is None:
-            return meta
-        try:
-            size = len(json.dumps(meta, allow_nan=False, ensure_ascii=False).encode("utf-8"))
-        except ValueError as e:  # NaN/Infinity, or a surrogate (UnicodeEncodeError)
-            raise ValueError(f"meta must be plain JSON text: {e}") from None
-        except RecursionError:  # nested just under what the body's parser took
-            raise ValueError("meta is nested too deeply") from None
-        if size > MAX_META:
-            raise ValueError(f"meta is {size:,} bytes; at most {MAX_META:,} are stored")
-        return meta
 
 
 class QuestionsRequest(BaseModel):
@@ -91,7 +62,7 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
 
     @app.exception_handler(AnswerError)
     async def answer_error(request: Request, exc: AnswerError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
