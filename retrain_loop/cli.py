@@ -395,7 +395,7 @@ def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
                    f"{report['matched by content']}); {report['matching no pool row']} match none")
     for what in ("hashes computed", "binary accepted", "binary rejected"):
         if report[what]:
-            click.echo(f"{what}: {report[what]}" + (" (kept, not used for training)"
+            click.echo(f"{what}: {report[what]}" + (" (kept: the row is never that label)"
                                                     if what == "binary rejected" else ""))
 
 

@@ -13,8 +13,8 @@ What an imported record may lack, and what it gets:
   ``meta.imported_input_hash``. Records that match no row are imported all the same, and counted.
 - **A binary answer** about a suggested ``label`` (what Prodigy's teach recipes save): an
   accepted one is that label (``accept: [label]``); a rejected one is kept as a reject naming the
-  label in ``meta.rejected_label``. It trains nothing, since the engine learns from accepted
-  single labels, but it is not dropped.
+  label in ``meta.rejected_label``. Its row is still to be labelled, and the engine never
+  predicts or ranks it as that label (``strategies.exclude_labels``).
 - ``accept`` must be a list of labels: ``"accept": "red"`` is refused with its line.
 """
 

@@ -41,6 +41,7 @@ from .stopping import StopRule
 from .store import AnnotationStore, session_id
 from .strategies import (
     coverage_order,
+    exclude_labels,
     farthest_first,
     feature_scale,
     get_strategy,
@@ -348,12 +349,17 @@ class Engine:
     def _load_answered(self) -> int:
         """Mark the rows answered before; returns how many stored answers match no pool row."""
         unmatched = 0
+        self._rejected: dict[int, set[int]] = {}  # row -> labels it was said not to have
         for record in self.store.get(self.dataset):
             index = self.pool.index_of(record.get("_input_hash"))
-            if index is not None:
-                self._answered[index] = True
-            else:
+            rejected = (record.get("meta") or {}).get("rejected_label")
+            if index is None:
                 unmatched += 1
+            elif rejected in self._label_index and record.get("answer") == "reject":
+                # "Not this label" (a binary answer, imported): still a row to label.
+                self._rejected.setdefault(index, set()).add(self._label_index[rejected])
+            else:
+                self._answered[index] = True
             self._latest[(record.get("_session_id", ""), record.get("_task_hash"))] = outcome(
                 record
             )
@@ -438,7 +444,8 @@ class Engine:
                     for index in self._leases:
                         open_rows[index] = False
                 candidates = np.flatnonzero(open_rows)
-                proba = self._predict(estimator, candidates)
+                proba = exclude_labels(self._predict(estimator, candidates), candidates,
+                                       self._rejected)
                 stop_predicted = self.rounds.predict(estimator, candidates, proba)
         except Exception as e:  # noqa: BLE001 - a user's model may raise anything
             self.last_error = f"{type(e).__name__}: {e}"

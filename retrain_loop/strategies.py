@@ -158,6 +158,23 @@ def spread_near_copies(order: np.ndarray, n_sorted: int, X: np.ndarray, rows: np
     return np.concatenate([head[keep], head[~keep], order[size:]])
 
 
+def exclude_labels(proba: np.ndarray, rows: np.ndarray,
+                   excluded: dict[int, set[int]]) -> np.ndarray:
+    """``proba`` of the pool rows ``rows`` (sorted), with each label a row is known not to have
+    (``excluded``: row -> label indices, from rejected suggestions) at 0 and the rest rescaled.
+    A row so excluded is neither predicted nor ranked as that label."""
+    if not excluded:
+        return proba
+    for row, labels in excluded.items():
+        pos = int(np.searchsorted(rows, row))
+        if pos < len(rows) and rows[pos] == row:
+            p = proba[pos]
+            p[list(labels)] = 0.0
+            total = p.sum()
+            proba[pos] = p / total if total > 0 else p
+    return proba
+
+
 def mix_random(
     order: np.ndarray, share: float, batch_size: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:

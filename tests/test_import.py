@@ -96,7 +96,7 @@ def test_binary_answers_on_a_suggested_label_are_imported_and_used(tmp_path):
                   str(tmp_path / "a.db"), "--label", "red,green,blue"])
     assert result.exit_code == 0, result.output
     assert "binary accepted: 8" in result.output
-    assert "binary rejected: 4 (kept, not used for training)" in result.output
+    assert "binary rejected: 4 (kept: the row is never that label)" in result.output
     with _open(tmp_path / "a.db") as store:
         assert sorted(label for _, label in store.labelled("ds")) == sorted(
             rgb_label(r) for r in rows[:8])
@@ -106,7 +106,15 @@ def test_binary_answers_on_a_suggested_label_are_imported_and_used(tmp_path):
                         model="logreg", background=False)
         try:
             assert engine.history[-1]["n_train"] == 8
-            assert engine.stats()["n_remaining"] == 30 - 12  # rejected rows are answered too
+            # A rejected suggestion leaves its row to label, and never as the rejected label.
+            assert engine.stats()["n_remaining"] == 30 - 8
+            said_not = {engine.pool.index_of(r["_input_hash"]): r["meta"]["rejected_label"]
+                        for r in rejected}
+            ranked = {t["_input_hash"]: t for t in engine.ranked()}
+            for index, label in said_not.items():
+                probs = ranked[int(engine.pool.input_hashes[index])]["probs"]
+                assert probs[label] == 0.0 and abs(sum(probs.values()) - 1.0) < 1e-9
+                assert ranked[int(engine.pool.input_hashes[index])]["label"] != label
         finally:
             engine.close()
 
