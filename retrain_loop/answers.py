@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -170,3 +172,34 @@ def served_meta(record: dict[str, Any], served: dict[str, Any] | None, store: An
     if isinstance(claimed, str) and claimed != AUDIT:
         meta["source"] = claimed
     return meta
+
+
+@dataclass
+class Answered:
+    """What the stored answers say about a pool: the rows answered, each session's latest
+    outcome per task, the labels rows were said not to have, and the answers for no pool row."""
+
+    rows: np.ndarray  # bool per pool row
+    latest: dict[tuple[str, int], str]
+    rejected: dict[int, set[int]]  # row -> label indices (a rejected suggestion)
+    unmatched: int
+
+    @classmethod
+    def read(cls, records: Iterable[dict[str, Any]], pool: Pool,
+             label_index: Mapping[str, int]) -> Answered:
+        rows = np.zeros(len(pool), dtype=bool)
+        latest: dict[tuple[str, int], str] = {}
+        rejected: dict[int, set[int]] = {}
+        unmatched = 0
+        for record in records:
+            index = pool.index_of(record.get("_input_hash"))
+            said_not = (record.get("meta") or {}).get("rejected_label")
+            if index is None:
+                unmatched += 1
+            elif said_not in label_index and record.get("answer") == "reject":
+                # "Not this label" (a binary answer, imported): still a row to label.
+                rejected.setdefault(index, set()).add(label_index[said_not])
+            else:
+                rows[index] = True
+            latest[(record.get("_session_id", ""), record.get("_task_hash"))] = outcome(record)
+        return cls(rows, latest, rejected, unmatched)

@@ -22,6 +22,7 @@ from threadpoolctl import ThreadpoolController
 
 from .answers import (  # noqa: F401 - the hosts import the answer errors from here
     SESSION_PATTERN,
+    Answered,
     AnswerError,
     UnknownLabel,
     UnknownTask,
@@ -347,23 +348,12 @@ class Engine:
         return stored
 
     def _load_answered(self) -> int:
-        """Mark the rows answered before; returns how many stored answers match no pool row."""
-        unmatched = 0
-        self._rejected: dict[int, set[int]] = {}  # row -> labels it was said not to have
-        for record in self.store.get(self.dataset):
-            index = self.pool.index_of(record.get("_input_hash"))
-            rejected = (record.get("meta") or {}).get("rejected_label")
-            if index is None:
-                unmatched += 1
-            elif rejected in self._label_index and record.get("answer") == "reject":
-                # "Not this label" (a binary answer, imported): still a row to label.
-                self._rejected.setdefault(index, set()).add(self._label_index[rejected])
-            else:
-                self._answered[index] = True
-            self._latest[(record.get("_session_id", ""), record.get("_task_hash"))] = outcome(
-                record
-            )
-        return unmatched
+        """Take in the stored answers; returns how many match no pool row (``answers.Answered``)."""
+        answered = Answered.read(self.store.get(self.dataset), self.pool, self._label_index)
+        self._answered |= answered.rows
+        self._rejected = answered.rejected
+        self._latest.update(answered.latest)
+        return answered.unmatched
 
     # -- refits -------------------------------------------------------------------------------
 
