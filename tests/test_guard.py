@@ -76,6 +76,10 @@ def test_a_token_guards_every_route_and_the_first_visit_sets_a_cookie(serve):
             assert client.get(path).status_code == 401, path
         assert client.post("/api/questions", json={"session": "a"}).status_code == 401
         assert client.get("/api/project", params={"token": "wrong"}).status_code == 401
+        for odd in ("tökén", "\u2603" * 20):  # not ASCII: still a plain 401, never a 500
+            assert client.get("/api/project", params={"token": odd}).status_code == 401
+            assert client.get("/api/project", headers={
+                "x-retrain-loop-token": odd.encode()}).status_code == 401
         assert nothing_leased_or_stored(serve.last_engine)
         # Any Host is served beyond loopback: the token is the guard there.
         assert client.get("/api/project", headers={"authorization": f"Bearer {TOKEN}",

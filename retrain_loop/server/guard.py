@@ -59,7 +59,9 @@ class Guard:
         set_cookie = None
         if self.token is not None:
             given = _token(headers, scope.get("query_string", b""))
-            if given is None or not secrets.compare_digest(given[0], self.token):
+            # Bytes: compare_digest refuses str with characters beyond ASCII, which a header may hold.
+            if given is None or not secrets.compare_digest(
+                    given[0].encode("utf-8", "surrogateescape"), self.token.encode("utf-8")):
                 await _refuse(send, 401, "a token is needed: open the URL the server printed")
                 return
             set_cookie = self.token if given[1] is not None else None
