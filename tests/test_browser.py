@@ -822,3 +822,32 @@ Promise.all(Object.entries(attempts).map(([k, p]) => p.then(v => [k, v]))).then(
     assert engine.stats()["n_out"] == held
     assert engine.store.count("test") == 1
     assert page.js_errors == []
+
+
+def test_a_focused_control_keeps_enter_and_space(serve, page):
+    rows = colour_rows(60, seed=3)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "focus")
+    first = shown_row(page, by_hex)
+    label_with_keys(page, first)
+    page.keyboard.press("Enter")  # nothing focused: Enter accepts
+    wait_for_next(page, first["hex"])
+    expect(page.locator("#unsaved")).to_have_text("1 unsaved")
+    second = shown_row(page, by_hex)
+    label_with_keys(page, second)
+    page.focus("#undo")
+    page.keyboard.press("Enter")  # on Undo, Enter undoes: it does not accept the second row
+    expect(page.locator("#swatch-hex")).to_have_text(first["hex"])
+    expect(page.locator("#unsaved")).to_have_text("0 unsaved")
+    page.focus("#skip")
+    page.keyboard.press(" ")  # on Skip, Space skips once
+    wait_for_next(page, first["hex"])
+    expect(page.locator("#unsaved")).to_have_text("1 unsaved")
+    # A clicked label keeps Enter for accepting.
+    third = shown_row(page, by_hex)
+    label = brightest_label(third)
+    page.click(f'#labels button.label[data-label="{label}"]')
+    page.keyboard.press("Enter")
+    wait_for_next(page, third["hex"])
+    expect(page.locator("#unsaved")).to_have_text("2 unsaved")

@@ -990,6 +990,7 @@
     }
     if (!state.project) return;
     var key = e.key;
+    if (ownsEnterAndSpace(t) && (key === "Enter" || key === " " || key === "Spacebar")) return;
     if (key >= "1" && key <= "9" && key.length === 1) {
       e.preventDefault();
       selectByIndex(Number(key) - 1);
@@ -1005,9 +1006,24 @@
     }
   }
 
-  // Space activates a focused button on keyup; the keydown handler already acted.
+  // A control reached with the keyboard (Undo, Skip, Save, a folded table's summary) does what
+  // Enter and Space do to it, as the user who tabbed to it expects. A label button is the
+  // exception: its choice is made when it is clicked, and Enter then accepts it. A button clicked
+  // with the mouse lets go of the focus (onClickBlur), so Enter still accepts after a click on Save.
+  function ownsEnterAndSpace(target) {
+    if (!target || !target.closest) return false;
+    var control = target.closest("button, a[href], summary, [role=button]");
+    return !!control && !control.classList.contains("label");
+  }
+
+  function onClickBlur(e) {
+    var control = e.target && e.target.closest ? e.target.closest("button, summary") : null;
+    if (control && e.detail > 0 && !control.classList.contains("label")) control.blur();
+  }
+
+  // Space activates a focused button on keyup; where the keydown handler acted, it must not.
   function onKeyUp(e) {
-    if (e.key === " " || e.key === "Spacebar") e.preventDefault();
+    if ((e.key === " " || e.key === "Spacebar") && !ownsEnterAndSpace(e.target)) e.preventDefault();
   }
 
   function bind() {
@@ -1024,6 +1040,7 @@
     });
     document.addEventListener("keydown", onKeyDown);
     document.addEventListener("keyup", onKeyUp);
+    document.addEventListener("click", onClickBlur);
     el.accept.addEventListener("click", function () { answer("accept"); });
     el.skip.addEventListener("click", function () { answer("ignore"); });
     el.undo.addEventListener("click", undo);
