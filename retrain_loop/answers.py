@@ -146,6 +146,20 @@ def to_record(answer: Any, pool: Pool, labels: Sequence[str], task_hash: Callabl
     return index, record
 
 
+def asked_labels(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The labels answers were asked with: the options stored with the first that has them, in
+    their order, else the accepted labels, sorted."""
+    accepted: set[str] = set()
+    for record in records:
+        ids = [o.get("id") for o in record.get("options") or [] if isinstance(o, dict)]
+        if ids and all(isinstance(i, str) for i in ids):
+            return ids
+        accept = record.get("accept")
+        if record.get("answer") == "accept" and isinstance(accept, list) and len(accept) == 1:
+            accepted.add(str(accept[0]))
+    return sorted(accepted)
+
+
 def outcome(record: dict[str, Any]) -> str:
     """What an answer counts as in the stats: its label, or ``_reject`` / ``_ignore``."""
     if record.get("answer") == "accept" and record.get("accept"):

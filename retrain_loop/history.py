@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .answers import asked_labels
 from .estimate import DEFAULT_WINDOW, estimate
 from .models import label_probabilities
 from .pool import Pool
@@ -141,24 +142,11 @@ def label_counts(store: Any, dataset: str, labels: Sequence[str]) -> dict[str, i
     return counts
 
 
-def stored_labels(store: Any, dataset: str) -> list[str]:
-    """The labels a dataset was annotated with, from the options stored with its answers."""
-    labels: dict[str, None] = {}
-    for record in store.get(dataset):
-        for option in record.get("options") or []:
-            if isinstance(option, dict) and isinstance(option.get("id"), str):
-                labels.setdefault(option["id"])
-        for label in record.get("accept") or []:
-            if isinstance(label, str):
-                labels.setdefault(label)
-    return list(labels)
-
-
 def status(store: Any, dataset: str, *, state: Any = None, rule: StopRule | None = None,
            window: int = DEFAULT_WINDOW) -> dict[str, Any]:
     """How good the model is and whether to stop, from the database alone (and the rounds from
     ``state``, where they are kept apart from the answers)."""
-    labels = stored_labels(store, dataset)
+    labels = asked_labels(store.get(dataset))
     entries = (state or store).rounds(dataset)
     per_label = label_counts(store, dataset, labels)
     rule = rule or StopRule()

@@ -71,6 +71,9 @@ def normalize(eg: dict[str, Any], dataset: str, pool: Pool | None,
               report: Counter) -> dict[str, Any]:
     eg = dict(eg)
     meta = dict(eg["meta"]) if isinstance(eg.get("meta"), dict) else {}
+    for key in ("_input_hash", "_task_hash"):
+        if key in eg and (not isinstance(eg[key], int) or isinstance(eg[key], bool)):
+            raise StoreError(f"{key} must be an integer, got {eg[key]!r}")
     if "accept" in eg and not isinstance(eg["accept"], list):
         raise StoreError(f"accept must be a list of labels, got {eg['accept']!r}")
     label = eg.get("label")

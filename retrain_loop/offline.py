@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
+from .answers import asked_labels
 from .loop import Engine
 from .models import DEFAULT_MODEL, label_probabilities
 from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
@@ -105,8 +106,7 @@ def labels_from(store: AnnotationStore, dataset: str, labels: list[str] | None =
                 ) -> list[str]:
     """The given labels, else the options the answers were asked with, else the accepted ones."""
     if not labels:
-        labels = _options(store.get(dataset)) or sorted({label for _, label in
-                                                        store.labelled(dataset)})
+        labels = asked_labels(store.get(dataset))
     if len(labels) < 2:
         found = ", ".join(labels) or "none"
         raise OfflineError(
@@ -114,16 +114,6 @@ def labels_from(store: AnnotationStore, dataset: str, labels: list[str] | None =
             "at least two labels, or name them with --label"
         )
     return list(labels)
-
-
-def _options(records: list[dict[str, Any]]) -> list[str]:
-    for record in records:
-        options = record.get("options")
-        if isinstance(options, list) and options:
-            ids = [o.get("id") for o in options if isinstance(o, dict)]
-            if ids and all(isinstance(i, str) for i in ids):
-                return ids
-    return []
 
 
 def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],

@@ -145,30 +145,6 @@ class AnnotationStore:
                 raise
         return changed
 
-    def import_jsonl(self, dataset: str, path: str | Path, session: str = "import") -> int:
-        """Import records in Prodigy's ``db-out`` format (one JSON object per line)."""
-        path = Path(path)
-        records = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    eg = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise StoreError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-                if not isinstance(eg, dict):
-                    raise StoreError(f"{path}:{lineno}: expected a JSON object")
-                # Older Prodigy exports carry "_session_id": null.
-                if not eg.get("_session_id"):
-                    eg["_session_id"] = session_id(dataset, session)
-                try:
-                    _to_row(dataset, eg)
-                except StoreError as e:
-                    raise StoreError(f"{path}:{lineno}: {e}") from None
-                records.append(eg)
-        return self.add(dataset, records)
-
     # -- reads --------------------------------------------------------------------------------
 
     def changed_elsewhere(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 
 import pytest
 from click.testing import CliRunner
@@ -68,22 +69,11 @@ def test_prodigy_hashes_are_matched_to_the_pool_by_id_or_content(tmp_path):
     assert result.exit_code == 0, result.output
     assert "9 of 10 match a row" in result.output
     assert "(by hash 0, by id 6, by content 3); 1 match none" in result.output
-    with _open(tmp_path / "a.db") as store:
+    with closing(AnnotationStore(tmp_path / "a.db")) as store:
         loaded = load_pool(pool, features=["r", "g", "b"])
         matched = [r for r in store.get("ds") if loaded.index_of(r["_input_hash"]) is not None]
         assert len(matched) == 9
         assert all(r["meta"]["imported_input_hash"] < 0 for r in matched)  # Prodigy's, kept
-
-
-class _open:
-    def __init__(self, path):
-        self.store = AnnotationStore(path)
-
-    def __enter__(self):
-        return self.store
-
-    def __exit__(self, *exc):
-        self.store.close()
 
 
 def test_binary_answers_on_a_suggested_label_are_imported_and_used(tmp_path):
@@ -97,7 +87,7 @@ def test_binary_answers_on_a_suggested_label_are_imported_and_used(tmp_path):
     assert result.exit_code == 0, result.output
     assert "binary accepted: 8" in result.output
     assert "binary rejected: 4 (kept: the row is never that label)" in result.output
-    with _open(tmp_path / "a.db") as store:
+    with closing(AnnotationStore(tmp_path / "a.db")) as store:
         assert sorted(label for _, label in store.labelled("ds")) == sorted(
             rgb_label(r) for r in rows[:8])
         rejected = [r for r in store.get("ds") if r["answer"] == "reject"]

@@ -12,6 +12,7 @@ from contextlib import closing
 import pytest
 
 from retrain_loop.hashing import stable_hash, task_hash
+from retrain_loop.importing import import_file
 from retrain_loop.store import AnnotationStore, StoreError, session_id
 
 LABELS = ["red", "green", "blue"]
@@ -181,7 +182,7 @@ def test_export_then_import_roundtrips(store, tmp_path):
     path.write_text(out.getvalue(), encoding="utf-8")
     # As Prodigy's db-out does, each line names the interface the answer was given in.
     assert all(json.loads(line)["_view_id"] == "choice" for line in out.getvalue().splitlines())
-    assert store.import_jsonl("dst", path) == 3
+    assert import_file(store, "dst", path)[0] == 3
     assert [{k: v for k, v in r.items() if k != "_view_id"} for r in store.get("dst")] \
         == store.get("src")
 
@@ -191,18 +192,18 @@ def test_import_fills_missing_session(store, tmp_path):
     del eg["_session_id"]
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps(eg) + "\n\n", encoding="utf-8")
-    store.import_jsonl("ds", path)
+    import_file(store, "ds", path)
     assert store.get("ds")[0]["_session_id"] == "ds-import"
 
 
-@pytest.mark.parametrize("line3", ['{"broken": ', "[1, 2]", '{"answer": "accept"}'],
+@pytest.mark.parametrize("line3", ['{"broken": ', "[1, 2]", '{"_input_hash": "x", "answer": "accept"}'],
                          ids=["bad-json", "not-object", "bad-record"])
 def test_import_bad_line_names_it_and_stores_nothing(store, tmp_path, line3):
     lines = [json.dumps(record(0)), json.dumps(record(1)), line3, json.dumps(record(3))]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(StoreError, match=r"in\.jsonl:3:"):
-        store.import_jsonl("ds", path)
+        import_file(store, "ds", path)
     assert store.count("ds") == 0
 
 

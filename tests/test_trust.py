@@ -19,6 +19,7 @@ from retrain_loop.audit import SOURCES, AuditDraw, AuditError
 from retrain_loop.cli import main
 from retrain_loop.estimate import audit_pairs, estimate, wilson
 from retrain_loop.history import status
+from retrain_loop.importing import import_file
 from retrain_loop.simulate import estimate_coverage, stop_summary
 from retrain_loop.stopping import STOPPED, StopRule, StopRuleError, choose_stop_set, kappa
 from retrain_loop.store import AnnotationStore
@@ -228,7 +229,7 @@ def test_source_and_serve_time_prediction_survive_export_and_db_in(make_engine, 
     path = tmp_path / "export.jsonl"
     path.write_text(out.getvalue(), encoding="utf-8")
     with closing(AnnotationStore(tmp_path / "other.db")) as other:
-        other.import_jsonl("copy", path)
+        import_file(other, "copy", path)
         assert audit_pairs(other.audited("copy")) == audit_pairs(audited)
         assert estimate(other.get("copy"), RGB) == engine.stats()["estimate"]
     result = CliRunner().invoke(main, ["db-in", "copy2", str(path), "--db",
