@@ -2,7 +2,7 @@
 
     prodigy retrain.loop colours colours.jsonl --label red,green,blue --features r,g,b --view colour
 
-A thin layer over ``retrain_loop.loop.Engine``: Prodigy pulls tasks from the engine's ranked
+A thin layer over ``retrain_loop.engine.Engine``: Prodigy pulls tasks from the engine's ranked
 queue, saves the answers in its own database, and calls ``update``, which refits the engine from
 every answer in the dataset. Installed as ``retrain_loop.recipes.retrain_loop`` and registered
 under the ``prodigy_recipes`` entry point; ``-F recipes/retrain_loop.py`` loads it from a checkout.
@@ -15,7 +15,6 @@ has a short flag (plac gives an option without one only a single-dash name, ``-v
 
 import base64
 import html
-import math
 import mimetypes
 import sys
 import threading
@@ -23,13 +22,11 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from retrain_loop.audit import DEFAULT_SHARE
-from retrain_loop.loop import UPDATE_MODES, Engine
-from retrain_loop.models import DEFAULT_MODEL, MODELS
+from retrain_loop.engine import Engine
 from retrain_loop.pool import load_pool
 from retrain_loop.prodigy_db import ProdigyStore
+from retrain_loop.settings import UNLIMITED, EngineSettings
 from retrain_loop.store import AnnotationStore
-from retrain_loop.strategies import STRATEGIES
 
 # One Prodigy server is one annotator stream for the engine. Prodigy hands rows out and keeps
 # them until they are answered, so the engine's lease on them never expires.
@@ -53,23 +50,24 @@ def split_string(value: Any) -> Optional[List[str]]:
     return items or None
 
 
-# name: (help, short flag or None for a positional argument, converter or None)
+# name: (help, short flag or None for a positional argument, converter or None). The help of an
+# engine setting is the one EngineSettings gives it, as for the CLI's options.
 ARGS: Dict[str, tuple] = {
     "dataset": ("Dataset to save answers to", None, None),
     "source": ("Pool file of rows to label (JSONL or CSV)", None, None),
     "label": ("Comma-separated labels, e.g. red,green,blue", "l", split_string),
     "features": ("Comma-separated feature columns (default: all numeric)", "f", split_string),
     "id_column": ("Column holding each row's id", "i", None),
-    "model": (f"{', '.join(MODELS)}, or module:callable", "m", None),
-    "strategy": (", ".join(STRATEGIES), "s", None),
+    "model": (EngineSettings.help("model"), "m", None),
+    "strategy": (EngineSettings.help("strategy"), "s", None),
     "view": (f"How a row looks: {', '.join(VIEWS)}", "v", None),
-    "batch_size": ("Tasks per batch, and so per refit", "b", None),
-    "prefer": ("Favour rows likely to be this label but still uncertain", "p", None),
-    "explore": ("Share of each batch picked at random, 0 to 1", "e", None),
-    "update": (f"{' or '.join(UPDATE_MODES)}: from scratch, or partial_fit", "u", None),
-    "seed": ("Random seed", "S", None),
+    "batch_size": (EngineSettings.help("batch_size"), "b", None),
+    "prefer": (EngineSettings.help("prefer"), "p", None),
+    "explore": (EngineSettings.help("explore"), "e", None),
+    "update": (EngineSettings.help("update"), "u", None),
+    "seed": (EngineSettings.help("seed"), "S", None),
     "model_out": ("Where the model is saved on exit (default: DATASET.model.skops)", "o", None),
-    "audit": ("Share of tasks drawn at random to estimate accuracy honestly, 0 to 1", "a", None),
+    "audit": (EngineSettings.help("audit"), "a", None),
     "history": ("SQLite file of the round history and stop set (default: DATASET.history.db)",
                 "H", None),
 }
@@ -114,16 +112,16 @@ def retrain_loop(
     label: Optional[List[str]] = None,
     features: Optional[List[str]] = None,
     id_column: str = "id",
-    model: str = DEFAULT_MODEL,
-    strategy: str = "margin",
+    model: str = EngineSettings.default("model"),
+    strategy: str = EngineSettings.default("strategy"),
     view: str = "record",
-    batch_size: int = 10,
+    batch_size: int = EngineSettings.default("batch_size"),
     prefer: Optional[str] = None,
-    explore: float = 0.0,
-    update: str = "refit",
-    seed: int = 0,
+    explore: float = EngineSettings.default("explore"),
+    update: str = EngineSettings.default("update"),
+    seed: int = EngineSettings.default("seed"),
     model_out: Optional[str] = None,
-    audit: float = DEFAULT_SHARE,
+    audit: float = EngineSettings.default("audit"),
     history: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Label rows of numbers (colours, measurements, feature vectors) with active learning:
@@ -136,18 +134,21 @@ def retrain_loop(
     pool = load_pool(source, features=split_string(features), id_column=id_column)
     # Prodigy's database keeps the answers; the round history and stop set need a file of their own.
     state = AnnotationStore(history or f"{dataset}.history.db")
-    engine = Engine(
-        pool, ProdigyStore(connect()), dataset, split_string(label) or [], model=model,
-        strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer, seed=seed,
-        update=update, background=False, lease_seconds=math.inf, audit=audit, state=state,
-        max_out=math.inf,  # every Prodigy annotator pulls through the one session
+    settings = EngineSettings(
+        model=model, strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer,
+        seed=seed, update=update, audit=audit,
+        lease_seconds=UNLIMITED,  # Prodigy keeps a row it handed out until it is answered
+        max_out=UNLIMITED,  # every Prodigy annotator pulls through the one session
     )
+    engine = Engine(pool, ProdigyStore(connect()), dataset, split_string(label) or [], settings,
+                    state=state, background=False).start()
     model_path = Path(model_out or f"{dataset}.model.skops")
 
     told = {"stop": engine.stats()["stop"]["suggested"]}
 
     def on_answers(answers: List[Dict[str, Any]]) -> Dict[str, Any]:
-        engine.update([_ours(engine, eg) for eg in answers if _in_pool(engine, eg)], SESSION)
+        engine.add_answers([_ours(engine, eg) for eg in answers if _in_pool(engine, eg)],
+                           SESSION)
         stats = engine.stats()
         estimate = stats["estimate"]
         if stats["stop"]["suggested"] != told["stop"]:

@@ -13,13 +13,15 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .audit import DEFAULT_SHARE, AuditError
-from .estimate import DEFAULT_WINDOW
-from .loop import UPDATE_MODES, AnswerError, Engine, EngineError
-from .models import DEFAULT_MODEL, MODELS, ModelError
+from .answers import AnswerError
+from .audit import AuditError
+from .engine import Engine
+from .models import ModelError
 from .offline import OfflineError
+from .options import ESTIMATE, estimate_options, setting_options
 from .persist import ModelFileError
 from .pool import PoolError, load_pool
+from .settings import EngineError, EngineSettings
 from .stopping import StopRule, StopRuleError
 from .store import AnnotationStore, StoreError
 from .strategies import STRATEGIES, StrategyError
@@ -64,39 +66,6 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
-def model_option(command):
-    """``--model``, the same on every command that fits one."""
-    return click.option(
-        "--model", default=DEFAULT_MODEL, show_default=True,
-        help=f"{', '.join(MODELS)}, module:callable or path/to/file.py:callable.",
-    )(command)
-
-
-def estimate_options(command):
-    """``--audit-window``, ``--stop-threshold`` and ``--stop-window``: how the accuracy estimate
-    and the stop signal are read, the same wherever they are shown."""
-    for option in reversed([
-        click.option("--audit-window", default=DEFAULT_WINDOW, show_default=True,
-                     type=click.IntRange(min=1),
-                     help="Most audit answers the accuracy estimate uses (the latest quarter, "
-                     "at least 20)."),
-        click.option("--stop-threshold", default=StopRule.threshold, show_default=True,
-                     type=click.FloatRange(0, 1, min_open=True),
-                     help="Mean kappa between rounds' stop-set predictions that suggests stopping."),
-        click.option("--stop-window", default=StopRule.window, show_default=True,
-                     type=click.IntRange(min=1), help="Rounds the mean kappa is taken over."),
-    ]):
-        command = option(command)
-    return command
-
-
-def audit_option(command):
-    return click.option(
-        "--audit", default=DEFAULT_SHARE, show_default=True, type=click.FloatRange(0, 1),
-        help="Share of tasks drawn uniformly at random to measure accuracy honestly (0: none).",
-    )(command)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="retrain-loop")
 def main() -> None:
@@ -109,31 +78,18 @@ def main() -> None:
 @click.option("--label", "labels", required=True, help="Comma-separated labels, e.g. red,green,blue.")
 @click.option("--features", help="Comma-separated feature columns (default: all numeric columns).")
 @click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
-@model_option
-@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="margin", show_default=True)
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, help="SQLite file for answers.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--view", type=click.Choice(["colour", "record", "image"]), default="record",
               show_default=True)
-@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(1, 200))
-@click.option("--explore", default=0.0, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of each batch picked at random.")
-@click.option("--prefer", help="Favour rows likely to be this label but still uncertain.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--lease-seconds", default=600.0, show_default=True, type=float,
-              help="How long a served row stays reserved for its annotator.")
-@click.option("--update", "update_mode", type=click.Choice(UPDATE_MODES), default="refit",
-              show_default=True,
-              help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
-@audit_option
-@estimate_options
+@setting_options("model", "strategy", "batch_size", "explore", "prefer", "seed", "lease_seconds",
+                 "update", "audit", *ESTIMATE, batch_size={"type": click.IntRange(1, 200)})
 @click.option("--token", envvar="RETRAIN_LOOP_TOKEN", show_envvar=True,
               help="Required of every request. Made up and printed in the URL when --host is not "
               "this machine and none is given; none by default on 127.0.0.1.")
-def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_path, host, port,
-          view, batch_size, explore, prefer, seed, lease_seconds, update_mode, audit, audit_window,
-          stop_threshold, stop_window, token):
+def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, view, token,
+          **settings):
     """Serve the annotation page and API for DATASET over the rows in POOL.
 
     Example: retrain-loop serve colours colours.jsonl --label red,green,blue --features r,g,b --view colour
@@ -150,11 +106,8 @@ def serve(dataset, pool_path, labels, features, id_column, model, strategy, db_p
         with _new_file_removed_on_error(db_path):
             store = AnnotationStore(db_path)
             try:
-                engine = Engine(pool, store, dataset, _split(labels) or [], model=model,
-                                strategy=strategy, batch_size=batch_size, explore=explore,
-                                prefer=prefer, seed=seed, lease_seconds=lease_seconds,
-                                update=update_mode, audit=audit, audit_window=audit_window,
-                                stop_rule=StopRule(stop_threshold, stop_window))
+                engine = Engine(pool, store, dataset, _split(labels) or [],
+                                EngineSettings(**settings)).start()
             except BaseException:
                 store.close()
                 raise
@@ -263,8 +216,7 @@ def _offline_options(command):
                      help="Comma-separated feature columns (default: all numeric columns)."),
         click.option("--id-column", default="id", show_default=True,
                      help="Column holding each row's id."),
-        model_option,
-        click.option("--seed", default=0, show_default=True, type=int),
+        setting_options("model", "seed"),
     ]
     for option in reversed(options):
         command = option(command)
@@ -283,10 +235,8 @@ def _write_rows(out_path: str, rows: list[dict]) -> int:
 @main.command()
 @_offline_options
 @click.option("--top", type=click.IntRange(min=1), help="Write only the N most useful rows.")
-@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default="margin", show_default=True)
-@click.option("--prefer", help="Favour rows likely to be this label but still uncertain.")
-def score(pool_path, annotations, dataset, out_path, labels, features, id_column, model, seed, top,
-          strategy, prefer):
+@setting_options("strategy", "prefer")
+def score(pool_path, annotations, dataset, out_path, labels, features, id_column, top, **settings):
     """Fit on the answers so far and write POOL's unanswered rows, most useful first.
 
     Example: retrain-loop score colours.jsonl --annotations colours.db --dataset colours --out next.jsonl --top 100
@@ -297,17 +247,17 @@ def score(pool_path, annotations, dataset, out_path, labels, features, id_column
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
         with closing(offline.open_annotations(annotations, dataset)) as store:
             label_list = offline.labels_from(store, dataset, _split(labels))
-            rows = offline.score(pool, store, dataset, label_list, top=top, model=model,
-                                 strategy=strategy, prefer=prefer, seed=seed)
+            rows = offline.score(pool, store, dataset, label_list, top=top, **settings)
             n_answers = store.count(dataset)
         n = _write_rows(out_path, rows)
-    click.echo(f"Wrote {n} rows to {out_path}, ranked by {strategy} with {model} on {n_answers} "
+    click.echo(f"Wrote {n} rows to {out_path}, ranked by {settings['strategy']} with "
+               f"{settings['model']} on {n_answers} "
                f"answers (labels: {', '.join(label_list)})", err=True)
 
 
 @main.command()
 @_offline_options
-def train(pool_path, annotations, dataset, out_path, labels, features, id_column, model, seed):
+def train(pool_path, annotations, dataset, out_path, labels, features, id_column, **settings):
     """Fit a model on every answer and save it with its metadata and an accuracy estimate.
 
     Example: retrain-loop train colours.jsonl --annotations colours.db --dataset colours --out colours.skops
@@ -318,8 +268,7 @@ def train(pool_path, annotations, dataset, out_path, labels, features, id_column
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
         with closing(offline.open_annotations(annotations, dataset)) as store:
             label_list = offline.labels_from(store, dataset, _split(labels))
-            meta = offline.train(pool, store, dataset, label_list, out_path, model=model,
-                                 seed=seed)
+            meta = offline.train(pool, store, dataset, label_list, out_path, **settings)
     accuracy = meta["cv_accuracy"]
     click.echo(f"Saved {meta['model']} model to {out_path}: {meta['n_annotations']} answers, "
                f"labels {', '.join(meta['labels'])}, features {', '.join(meta['features'])}")
@@ -449,10 +398,8 @@ def _summary_table(summary: list[dict]) -> str:
 @click.option("--strategy", "strategies", type=click.Choice(list(STRATEGIES)), multiple=True,
               default=("margin", "random"), show_default=True,
               help="Strategy to compare; repeat the option for several.")
-@model_option
 @click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1),
               help="Runs per strategy, each with its own test split (seeds 0..N-1).")
-@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--initial", default=10, show_default=True, type=click.IntRange(min=1),
               help="Random rows labelled before the model picks any.")
 @click.option("--budget", default=300, show_default=True, type=click.IntRange(min=1),
@@ -460,16 +407,11 @@ def _summary_table(summary: list[dict]) -> str:
 @click.option("--test-size", default=0.3, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of the rows held out to measure accuracy.")
-@click.option("--update", "update_mode", type=click.Choice(UPDATE_MODES), default="refit",
-              show_default=True,
-              help="refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
-@audit_option
-@estimate_options
+@setting_options("model", "batch_size", "explore", "update", "audit", *ESTIMATE)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for curves.csv, summary.csv and curves.png.")
-def simulate(pool_path, label_column, features, id_column, strategies, model, seeds, batch_size,
-             initial, budget, test_size, update_mode, audit, audit_window, stop_threshold,
-             stop_window, out_dir):
+def simulate(pool_path, label_column, features, id_column, strategies, seeds, initial, budget,
+             test_size, out_dir, **settings):
     """Label POOL with an oracle that knows LABEL-COLUMN, and draw each strategy's learning curve.
 
     Example: retrain-loop simulate flowers.csv --label-column species --strategy margin --strategy random --out sim/
@@ -489,11 +431,11 @@ def simulate(pool_path, label_column, features, id_column, strategies, model, se
         raise CliError(f"{pool_path}: no label column {label_column!r}; columns are {columns}")
     labels, y = _known_labels(pool, label_column)
     strategies = list(dict.fromkeys(strategies))
-    settings = {"batch_size": batch_size, "initial": initial, "budget": budget,
-                "test_size": test_size, "update": update_mode, "audit": audit,
-                "audit_window": audit_window, "stop_rule": StopRule(stop_threshold, stop_window)}
-    rounds = sim.rounds_per_run(len(pool), initial=initial, budget=budget, batch_size=batch_size,
-                                test_size=test_size)
+    with user_errors():
+        engine_settings = EngineSettings(**settings)
+    run_options = {"initial": initial, "budget": budget, "test_size": test_size}
+    rounds = sim.rounds_per_run(len(pool), batch_size=engine_settings.batch_size, **run_options)
+    model = engine_settings.model_name
     click.echo(f"Simulating {', '.join(strategies)} with {model} on {len(pool)} rows "
                f"({len(labels)} labels, features {', '.join(pool.features)}), {seeds} seeds",
                err=True)
@@ -501,10 +443,10 @@ def simulate(pool_path, label_column, features, id_column, strategies, model, se
         try:
             with click.progressbar(length=rounds * len(strategies) * seeds, label="Rounds",
                                    file=sys.stderr) as bar:
-                curves, full = sim.simulate(pool.X, np.asarray(y), labels, strategies=strategies,
-                                            model=model, seeds=range(seeds),
-                                            on_round=lambda: bar.update(1), **settings)
-            title = f"{Path(pool_path).name}: {model}, {update_mode}, {seeds} seeds"
+                curves, full = sim.simulate(pool.X, np.asarray(y), labels, engine_settings,
+                                            strategies=strategies, seeds=range(seeds),
+                                            on_round=lambda: bar.update(1), **run_options)
+            title = f"{Path(pool_path).name}: {model}, {engine_settings.update}, {seeds} seeds"
             summary = sim.write_outputs(out_dir, curves, full, title=title)
         except sim.SimulationError as e:
             raise CliError(str(e)) from e

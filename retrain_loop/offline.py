@@ -19,10 +19,11 @@ import numpy as np
 from sklearn.base import clone
 
 from .answers import asked_labels
-from .loop import Engine
+from .engine import Engine
 from .models import DEFAULT_MODEL, label_probabilities
 from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
 from .pool import Pool, PoolError, load_pool
+from .settings import EngineSettings
 from .store import AnnotationStore
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -120,8 +121,8 @@ def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list
                   **options: Any) -> Engine:
     """An engine that has refitted on every answer, in the foreground."""
     # A one-off fit is not a round of the dataset's history: that stays the server's.
-    engine = Engine(pool, store, dataset, labels, background=False,
-                    state=AnnotationStore(None), **options)
+    engine = Engine(pool, store, dataset, labels, EngineSettings(**options), background=False,
+                    state=AnnotationStore(None)).start()
     if engine.model_ is None:
         engine.close()
         raise OfflineError(_no_model_reason(engine))
@@ -132,7 +133,7 @@ def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *
           top: int | None = None, **options: Any) -> list[dict[str, Any]]:
     """The unanswered rows, most informative first, each with ``score``, ``label``, ``probs``.
 
-    ``options`` go to ``Engine``: model, strategy, prefer, seed.
+    ``options`` are settings (``EngineSettings``): model, strategy, prefer, seed, ...
     """
     engine = fitted_engine(pool, store, dataset, labels, **options)
     try:

@@ -19,12 +19,10 @@ from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from .audit import DEFAULT_SHARE
-from .estimate import DEFAULT_WINDOW
-from .loop import Engine
-from .models import DEFAULT_MODEL, label_probabilities, make_model
+from .engine import Engine
+from .models import label_probabilities, make_model
 from .pool import Pool
-from .stopping import StopRule
+from .settings import EngineSettings
 from .store import AnnotationStore
 
 CURVE_COLUMNS = ["strategy", "seed", "n_labels", "accuracy", "macro_f1", "refit_ms",
@@ -79,23 +77,22 @@ def run(
     X: np.ndarray,
     y: np.ndarray,
     labels: Sequence[str],
+    settings: EngineSettings | None = None,
     *,
-    strategy: str = "margin",
-    model: str = DEFAULT_MODEL,
-    seed: int = 0,
-    batch_size: int = 10,
     initial: int = 10,
     budget: int = 300,
     test_size: float = 0.3,
-    update: str = "refit",
-    discover: float = 0.2,
-    distinct: float = 0.01,
-    audit: float = DEFAULT_SHARE,
-    audit_window: int = DEFAULT_WINDOW,
-    stop_rule: StopRule | None = None,
     on_round: Callable[[], None] | None = None,
+    **changes: Any,
 ) -> list[dict[str, Any]]:
-    """One labelling run; returns its learning curve, one row per refit."""
+    """One labelling run; returns its learning curve, one row per refit.
+
+    The engine runs with ``settings`` (default ``EngineSettings()``) and ``changes`` to any of
+    its fields (``strategy="random"``, ``seed=3``, ``audit=0``, ...). The seed also picks the
+    test split and the initial set.
+    """
+    settings = (settings or EngineSettings()).replace(**changes)
+    strategy, seed = settings.strategy, settings.seed
     pool_pos, test_pos = split(y, seed, test_size)
     X_pool, y_pool = X[pool_pos], y[pool_pos]
     hashes = np.arange(1, len(pool_pos) + 1, dtype=np.int64)
@@ -104,17 +101,14 @@ def run(
                 np.ascontiguousarray(X_pool, dtype=np.float32),
                 [f"x{j}" for j in range(X.shape[1])], "id", hashes)
     store = AnnotationStore(None)
-    engine = Engine(pool, store, "simulation", list(labels), model=model, strategy=strategy,
-                    batch_size=batch_size, seed=seed, background=False, update=update,
-                    discover=discover, distinct=distinct, audit=audit,
-                    audit_window=audit_window, stop_rule=stop_rule)
+    engine = Engine(pool, store, "simulation", list(labels), settings, background=False).start()
     curve: list[dict[str, Any]] = []
 
     def answer(indices: Sequence[int], meta: dict[str, Any] | None = None) -> None:
         answers = [{"_input_hash": int(pool.input_hashes[i]), "_task_hash": engine.task_hash(i),
                     "answer": "accept", "accept": [labels[y_pool[i]]], "meta": meta or {}}
                    for i in indices]
-        engine.update(answers, "oracle")
+        engine.add_answers(answers, "oracle")
         n_labels = len(answers) + (curve[-1]["n_labels"] if curve else 0)
         if engine.model_ is None:
             accuracy = macro_f1 = float("nan")
@@ -135,7 +129,8 @@ def run(
     try:
         answer(initial_set(y_pool, min(initial, budget), seed).tolist(), {"source": "initial"})
         while curve[-1]["n_labels"] < budget:
-            tasks = engine.get_questions("oracle", min(batch_size, budget - curve[-1]["n_labels"]))
+            tasks = engine.get_questions("oracle",
+                                         min(settings.batch_size, budget - curve[-1]["n_labels"]))
             if not tasks:
                 break
             answer([pool.index_of(t["_input_hash"]) for t in tasks])
@@ -143,7 +138,7 @@ def run(
         engine.close()
         store.close()
     if engine.last_error:
-        raise SimulationError(f"{model} failed during the run: {engine.last_error}")
+        raise SimulationError(f"{settings.model_name} failed during the run: {engine.last_error}")
     return curve
 
 
@@ -155,21 +150,24 @@ def simulate(
     X: np.ndarray,
     y: np.ndarray,
     labels: Sequence[str],
+    settings: EngineSettings | None = None,
     *,
     strategies: Sequence[str] = ("margin", "random"),
-    model: str = DEFAULT_MODEL,
     seeds: Sequence[int] = range(5),
     on_round: Callable[[], None] | None = None,
-    **settings: Any,
+    **run_options: Any,
 ) -> tuple[list[dict[str, Any]], dict[int, float]]:
-    """Every strategy on every seed; returns the curves and each seed's full-data accuracy."""
+    """Every strategy on every seed (``run_options``: initial, budget, test_size); returns the
+    curves and each seed's full-data accuracy."""
+    settings = settings or EngineSettings()
     curves: list[dict[str, Any]] = []
     for seed in seeds:
         for strategy in strategies:
-            curves += run(X, y, labels, strategy=strategy, model=model, seed=seed,
-                          on_round=on_round, **settings)
-    full = {seed: full_data_accuracy(X, y, len(labels), model=model, seed=seed,
-                                     test_size=settings.get("test_size", 0.3)) for seed in seeds}
+            curves += run(X, y, labels, settings.replace(strategy=strategy, seed=seed),
+                          on_round=on_round, **run_options)
+    full = {seed: full_data_accuracy(X, y, len(labels), model=settings.model, seed=seed,
+                                     test_size=run_options.get("test_size", 0.3))
+            for seed in seeds}
     return curves, full
 
 

@@ -33,9 +33,10 @@ from benchmarks_md import machine, write_section
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
+from retrain_loop.engine import Engine
 from retrain_loop.hashing import stable_hash
-from retrain_loop.loop import Engine
 from retrain_loop.pool import Pool
+from retrain_loop.settings import EngineSettings
 from retrain_loop.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def answer(engine: Engine, truth: np.ndarray, n_labels: int, seed: int = 1) -> N
          "answer": "accept", "accept": [LABELS[truth[i]]]}
         for i in rows.tolist()
     ]
-    engine.update(answers, "bench")
+    engine.add_answers(answers, "bench")
 
 
 def floor_once(engine: Engine, X_train, y_train, X_open) -> None:
@@ -95,8 +96,8 @@ def peak_mb(fn) -> float:
 def bench_round(model: str, pool: Pool, truth: np.ndarray, n_labels: int, repeats: int,
                 db: Path, engine_class=Engine) -> dict:
     store = AnnotationStore(db)
-    engine = engine_class(pool, store, "bench", LABELS, model=model, background=False,
-                          batch_size=10)
+    engine = engine_class(pool, store, "bench", LABELS, EngineSettings(model=model, batch_size=10),
+                          background=False).start()
     answer(engine, truth, n_labels)  # the update's refit is the round's warm-up
     if engine.model_ is None:  # a second engine on the same file: its constructor refitted
         engine.refit()
@@ -166,9 +167,9 @@ def bench_http(pool: Pool, truth: np.ndarray, n_labels: int, n: int, db: Path) -
     from retrain_loop.server import create_app
 
     store = AnnotationStore(db)
-    engine = Engine(pool, store, "bench", LABELS, model="lightgbm", background=True,
-                    max_out=float("inf"),  # the timing sessions lease without answering
-                    batch_size=10)
+    settings = EngineSettings(model="lightgbm", batch_size=10,
+                              max_out=float("inf"))  # the timing sessions lease without answering
+    engine = Engine(pool, store, "bench", LABELS, settings).start()
     answer(engine, truth, n_labels)
     engine.wait_idle(600)
     port = _free_port()

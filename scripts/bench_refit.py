@@ -25,8 +25,9 @@ from benchmarks_md import machine, write_section
 from sklearn.base import clone
 from threadpoolctl import ThreadpoolController
 
-from retrain_loop.loop import Engine
+from retrain_loop.engine import Engine
 from retrain_loop.pool import load_pool
+from retrain_loop.settings import EngineSettings
 from retrain_loop.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,14 +66,15 @@ def bench(n_labels: int, repeats: int, model: str, workdir: Path) -> dict:
         pool_path.write_text("".join(json.dumps(r) + "\n" for r in _make_colours(2000, 0)))
     pool = load_pool(pool_path, features=["r", "g", "b"])
     store = AnnotationStore(workdir / f"{model}-{n_labels}.db")
-    engine = Engine(pool, store, "colours", LABELS, model=model, background=False, batch_size=10)
+    engine = Engine(pool, store, "colours", LABELS, EngineSettings(model=model, batch_size=10),
+                    background=False).start()
     truth = _name(pool.X)
     labelled = 0
     while labelled < n_labels:
         tasks = engine.get_questions("bench", min(50, n_labels - labelled))
         answers = [dict(t, answer="accept", accept=[LABELS[truth[pool.index_of(t["_input_hash"])]]])
                    for t in tasks]
-        labelled += engine.update(answers, "bench")
+        labelled += engine.add_answers(answers, "bench")
     X_train, y_train = engine.training_data(store.labelled("colours"))
     answered = {pool.index_of(h) for h in store.answered_input_hashes("colours")}
     open_rows = np.array(sorted(set(range(len(pool))) - answered))
@@ -114,8 +116,8 @@ def versus(n_labels: int, n_rows: int, repeats: int, workdir: Path) -> dict:
             f.write(json.dumps({"id": i, **{f"x{j}": v for j, v in enumerate(row)}}) + "\n")
     pool = load_pool(path)
     store = AnnotationStore(workdir / f"versus-{n_rows}.db")
-    engines = {m: Engine(pool, store, "blobs", labels, model=m, background=False)
-               for m in ("auto", "forest")}
+    engines = {m: Engine(pool, store, "blobs", labels, EngineSettings(model=m),
+                         background=False).start() for m in ("auto", "forest")}
     picked = np.random.default_rng(1).choice(n_rows, n_labels, replace=False)
     answers = [{"_input_hash": int(pool.input_hashes[i]),
                 "_task_hash": engines["auto"].task_hash(int(i)),
@@ -123,7 +125,7 @@ def versus(n_labels: int, n_rows: int, repeats: int, workdir: Path) -> dict:
     # Both engines are told of the answers (the store keeps them once), so both rescore the
     # same open rows.
     for engine in engines.values():
-        engine.update(answers, "b")
+        engine.add_answers(answers, "b")
     times: dict[str, list[float]] = {m: [] for m in engines}
     for _ in range(repeats):
         for model, engine in engines.items():

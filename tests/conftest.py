@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import uvicorn
 
-from retrain_loop.loop import Engine
+from retrain_loop.engine import Engine
 from retrain_loop.pool import load_pool
 from retrain_loop.server import create_app
+from retrain_loop.settings import EngineSettings
 from retrain_loop.store import AnnotationStore
 
 RGB = ["red", "green", "blue"]
@@ -71,9 +72,30 @@ class LiveServer:
         self.engine.close()
 
 
+def build_engine(pool, store, dataset, labels, **kwargs) -> Engine:
+    """A started Engine; ``kwargs`` are settings (``EngineSettings`` fields) and the engine's own
+    keywords (``background``, ``state``, ``clock``)."""
+    settings, rest = EngineSettings.of(kwargs)
+    return Engine(pool, store, dataset, labels, settings, **rest).start()
+
+
+class FakeClock:
+    """A clock for leases that moves only when a test says so."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
 def make_engine(tmp_path):
-    """make_engine(rows, labels, **engine_kwargs) -> Engine over a JSONL pool and a SQLite file."""
+    """make_engine(rows, labels, **kwargs) -> a started Engine over a JSONL pool and a SQLite
+    file; ``kwargs`` as for ``build_engine``, with the model ``logreg`` unless given."""
     made: list[tuple[Engine, AnnotationStore]] = []
 
     def make(rows, labels=RGB, *, features=None, db_path=None, dataset="test", **kwargs) -> Engine:
@@ -83,7 +105,11 @@ def make_engine(tmp_path):
         pool = load_pool(pool_path, features=features)
         store = AnnotationStore(db_path or tmp_path / "answers.db")
         kwargs.setdefault("model", "logreg")
-        engine = Engine(pool, store, dataset, labels, **kwargs)
+        try:
+            engine = build_engine(pool, store, dataset, labels, **kwargs)
+        except BaseException:
+            store.close()
+            raise
         made.append((engine, store))
         return engine
 
@@ -109,8 +135,8 @@ def serve(tmp_path):
         write_jsonl(pool_path, rows)
         pool = load_pool(pool_path, features=features)
         store = AnnotationStore(db_path or tmp_path / "answers.db")
-        engine = Engine(pool, store, dataset, labels, model=model, batch_size=batch_size,
-                        lease_seconds=session_lease_s, **kwargs)
+        engine = build_engine(pool, store, dataset, labels, model=model, batch_size=batch_size,
+                              lease_seconds=session_lease_s, **kwargs)
         server = LiveServer(engine, view=view, **(app_options or {})).start()
         servers.append(server)
         stores.append(store)

@@ -8,16 +8,16 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import RGB, rgb_label, rgb_rows, write_jsonl
+from conftest import RGB, build_engine, rgb_label, rgb_rows, write_jsonl
 from prodigy_standin import Prodigy
 from sklearn.datasets import load_wine
 
-from retrain_loop import offline, simulate
+from retrain_loop import offline
 from retrain_loop.auto import AutoClassifier
 from retrain_loop.cli import main
-from retrain_loop.loop import Engine
 from retrain_loop.models import DEFAULT_MODEL, describe, make_model
 from retrain_loop.persist import load_model, save_model
+from retrain_loop.settings import EngineSettings
 
 
 def test_auto_is_the_default_everywhere():
@@ -25,8 +25,9 @@ def test_auto_is_the_default_everywhere():
     for command in ("serve", "score", "train", "simulate"):
         (option,) = [p for p in main.commands[command].params if p.name == "model"]
         assert option.default == "auto", command
-    for func in (Engine.__init__, simulate.run, simulate.simulate, offline.train):
-        assert inspect.signature(func).parameters["model"].default == "auto", func
+    # The engine, a simulation and the recipe take their default from the settings object.
+    assert EngineSettings().model == "auto"
+    assert inspect.signature(offline.train).parameters["model"].default == "auto"
     assert "auto" in CliRunner().invoke(main, ["serve", "--help"]).output
 
 
@@ -99,15 +100,15 @@ def test_the_stats_name_the_learner_in_use(tmp_path):
 
     path = write_jsonl(tmp_path / "pool.jsonl", rgb_rows(200, seed=1))
     pool = load_pool(path, features=["r", "g", "b"])
-    engine = Engine(pool, AnnotationStore(tmp_path / "a.db"), "ds", RGB, background=False)
+    engine = build_engine(pool, AnnotationStore(tmp_path / "a.db"), "ds", RGB, background=False)
     assert engine.stats()["model"] == "auto" and engine.stats()["learner"] is None
     tasks = engine.get_questions("s", 20)
-    engine.update([dict(t, answer="accept", accept=[rgb_label(t)]) for t in tasks], "s")
+    engine.add_answers([dict(t, answer="accept", accept=[rgb_label(t)]) for t in tasks], "s")
     stats = engine.stats()
     assert stats["learner"] == "soft vote of logreg + forest + extra-trees"
-    logreg = Engine(pool, AnnotationStore(tmp_path / "b.db"), "ds", RGB, model="logreg",
-                    background=False)
-    logreg.update([dict(t, answer="accept", accept=[rgb_label(t)]) for t in tasks], "s")
+    logreg = build_engine(pool, AnnotationStore(tmp_path / "b.db"), "ds", RGB, model="logreg",
+                          background=False)
+    logreg.add_answers([dict(t, answer="accept", accept=[rgb_label(t)]) for t in tasks], "s")
     assert logreg.stats()["learner"] == "LogisticRegression"
     assert describe(None) is None
 

@@ -104,18 +104,17 @@ def test_serve_reports_saved_answers_that_match_no_pool_row(tmp_path):
     import time
 
     import httpx
-    from conftest import free_port
+    from conftest import build_engine, free_port
 
-    from retrain_loop.loop import Engine
     from retrain_loop.pool import load_pool
 
     old = write_jsonl(tmp_path / "old.jsonl", rgb_rows(40))
     db = tmp_path / "a.db"
     store = AnnotationStore(db)
-    engine = Engine(load_pool(old, features=["r", "g", "b"]), store, "ds", ["red", "green", "blue"],
-                    model="logreg", background=False)
+    engine = build_engine(load_pool(old, features=["r", "g", "b"]), store, "ds",
+                          ["red", "green", "blue"], model="logreg", background=False)
     tasks = engine.get_questions("a", 7)
-    engine.update([dict(t, answer="ignore", accept=[]) for t in tasks], "a")
+    engine.add_answers([dict(t, answer="ignore", accept=[]) for t in tasks], "a")
     engine.close()
     store.close()
     new = write_jsonl(tmp_path / "new.jsonl",

@@ -9,11 +9,10 @@ from contextlib import closing
 
 import pytest
 from click.testing import CliRunner
-from conftest import RGB, rgb_label, rgb_rows, write_jsonl
+from conftest import RGB, build_engine, rgb_label, rgb_rows, write_jsonl
 
 from retrain_loop.cli import main
 from retrain_loop.hashing import stable_hash, task_hash
-from retrain_loop.loop import Engine
 from retrain_loop.pool import load_pool
 from retrain_loop.store import AnnotationStore
 
@@ -46,7 +45,7 @@ def test_records_without_hashes_get_the_pools_hashes(tmp_path):
     assert "hashes computed: 10" in result.output
     loaded = load_pool(pool, features=["r", "g", "b"])
     store = AnnotationStore(tmp_path / "a.db")
-    engine = Engine(loaded, store, "ds", RGB, model="logreg", background=False)
+    engine = build_engine(loaded, store, "ds", RGB, model="logreg", background=False)
     try:
         assert engine.history[-1]["n_train"] == 10  # every answer is a pool row's
         assert {r["_task_hash"] for r in store.get("ds")} == {
@@ -92,8 +91,8 @@ def test_binary_answers_on_a_suggested_label_are_imported_and_used(tmp_path):
             rgb_label(r) for r in rows[:8])
         rejected = [r for r in store.get("ds") if r["answer"] == "reject"]
         assert len(rejected) == 4 and all("rejected_label" in r["meta"] for r in rejected)
-        engine = Engine(load_pool(pool, features=["r", "g", "b"]), store, "ds", RGB,
-                        model="logreg", background=False)
+        engine = build_engine(load_pool(pool, features=["r", "g", "b"]), store, "ds", RGB,
+                              model="logreg", background=False)
         try:
             assert engine.history[-1]["n_train"] == 8
             # A rejected suggestion leaves its row to label, and never as the rejected label.

@@ -10,7 +10,7 @@ import pytest
 from conftest import RGB, rgb_label, rgb_rows
 from sklearn.linear_model import LogisticRegression
 
-from retrain_loop.loop import AnswerError, UnknownLabel, UnknownTask
+from retrain_loop.answers import AnswerError, UnknownLabel, UnknownTask
 from retrain_loop.models import ModelError
 
 
@@ -66,8 +66,8 @@ def test_cold_start_covers_the_space_not_the_file_order(make_engine):
 
 def test_served_tasks_carry_hashes_options_and_the_models_guess(make_engine):
     engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False)
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     task = engine.get_questions("alice", 1)[0]
     assert isinstance(task["_input_hash"], int) and isinstance(task["_task_hash"], int)
     assert [o["id"] for o in task["options"]] == RGB
@@ -78,9 +78,9 @@ def test_served_tasks_carry_hashes_options_and_the_models_guess(make_engine):
 def test_refit_uses_every_stored_annotation(make_engine):
     engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False)
     for _ in range(3):
-        engine.update(answer_all(engine.get_questions("alice")), "alice")
+        engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     skipped = engine.get_questions("alice", 4)
-    engine.update(answer_all(skipped, answer="ignore"), "alice")
+    engine.add_answers(answer_all(skipped, answer="ignore"), "alice")
     assert engine.history[-1]["n_train"] == 30
     assert engine.stats()["n_annotations"] == 34
     assert engine.stats()["answers"] == {"accept": 30, "reject": 0, "ignore": 4}
@@ -95,7 +95,7 @@ def test_answered_and_leased_rows_are_not_served_again(make_engine):
         assert not hashes & seen
         seen |= hashes
         if session == "alice":
-            engine.update(answer_all(tasks), session)
+            engine.add_answers(answer_all(tasks), session)
     assert len(seen) == 60
     assert engine.get_questions("dave") == []
 
@@ -132,7 +132,7 @@ def test_a_bad_answer_stores_nothing(make_engine, change, error):
     tasks = answer_all(engine.get_questions("alice"))
     tasks[-1] = {**tasks[-1], **change}
     with pytest.raises(error):
-        engine.update(tasks, "alice")
+        engine.add_answers(tasks, "alice")
     assert engine.store.count("test") == 0
     assert engine.stats()["n_annotations"] == 0
 
@@ -147,11 +147,11 @@ def test_bad_session_names_are_refused(make_engine, session):
 def test_a_failing_fit_keeps_the_last_good_model(make_engine):
     engine = make_engine(rgb_rows(200), features=["r", "g", "b"], background=False,
                          model=FlakyModel(fail_after=20))
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     good_model, good_round = engine.model_, engine.round
     assert good_round == 2 and engine.last_error is None
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     assert engine.model_ is good_model and engine.round == good_round
     assert "RuntimeError: solver diverged" in engine.stats()["last_error"]
     assert len(engine.get_questions("alice")) == 10
@@ -164,7 +164,7 @@ def test_nan_probabilities_are_refused(make_engine):
 
     engine = make_engine(rgb_rows(100), features=["r", "g", "b"], background=False,
                          model=NaNModel())
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     assert engine.round == 0 and engine.model_ is None
     assert "NaN" in engine.last_error
 
@@ -188,7 +188,7 @@ def test_serving_never_waits_for_a_refit_and_refits_coalesce(make_engine):
     GatedModel.gate.clear()
     GatedModel.max_running = 0
     engine = make_engine(rgb_rows(300), features=["r", "g", "b"], model=GatedModel())
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     # The first refit is now blocked inside fit. Serving and storing must still work.
     served = []
     worker = threading.Thread(target=lambda: served.extend(engine.get_questions("bob")))
@@ -196,7 +196,7 @@ def test_serving_never_waits_for_a_refit_and_refits_coalesce(make_engine):
     worker.join(timeout=10)
     assert not worker.is_alive() and len(served) == 10
     for _ in range(4):
-        engine.update(answer_all(engine.get_questions("alice")), "alice")
+        engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     assert engine.stats()["refitting"]
     GatedModel.gate.set()
     assert engine.wait_idle(30)
@@ -212,7 +212,7 @@ def test_prefer_and_explore_still_serve_the_whole_pool(make_engine):
     seen = []
     while tasks := engine.get_questions("alice"):
         seen += [t["_input_hash"] for t in tasks]
-        engine.update(answer_all(tasks), "alice")
+        engine.add_answers(answer_all(tasks), "alice")
     assert len(seen) == len(set(seen)) == 120
 
 
@@ -221,7 +221,7 @@ def test_prefer_serves_the_preferred_label_more_often(make_engine, tmp_path):
         engine = make_engine(rgb_rows(600, seed=3), features=["r", "g", "b"], background=False,
                              prefer=prefer, db_path=tmp_path / f"{prefer}.db")
         for _ in range(3):
-            engine.update(answer_all(engine.get_questions("alice")), "alice")
+            engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
         tasks = engine.get_questions("alice", 30)
         return np.mean([t["meta"]["predicted"] == "blue" for t in tasks])
 
@@ -232,7 +232,7 @@ def test_prefer_serves_the_preferred_label_more_often(make_engine, tmp_path):
 def test_history_reports_how_much_each_refit_changed_the_models_mind(make_engine):
     engine = make_engine(rgb_rows(400), features=["r", "g", "b"], background=False)
     for _ in range(8):
-        engine.update(answer_all(engine.get_questions("alice")), "alice")
+        engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     kappas = [h["kappa"] for h in engine.history]
     assert kappas[0] is None  # nothing to compare the first model with
     assert all(-1.0 <= k <= 1.0 for k in kappas[1:])
@@ -246,7 +246,7 @@ def test_incremental_naive_bayes_matches_a_full_refit(make_engine, tmp_path):
         engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False,
                              model="nb", update=update, db_path=tmp_path / f"{update}.db")
         for _ in range(6):
-            engine.update(answer_all(engine.get_questions("alice")), "alice")
+            engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
         return engine
 
     full, incremental = run("refit"), run("incremental")
@@ -259,9 +259,9 @@ def test_incremental_naive_bayes_matches_a_full_refit(make_engine, tmp_path):
 def test_incremental_updates_only_on_new_answers_and_keeps_the_model_on_failure(make_engine):
     engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, model="sgd",
                          update="incremental")
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     first = engine.model_
-    engine.update(answer_all(engine.get_questions("alice")), "alice")
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     assert engine.model_ is not first  # a copy was updated; the old one was never touched
     assert engine.round == 2 and engine.history[-1]["n_train"] == 20
 
@@ -285,10 +285,10 @@ def _three_groups():
 def test_a_label_with_no_answers_gets_looked_for(make_engine, discover, finds_c):
     # Margin alone asks about the boundary between the labels it knows, far from where c is.
     engine = make_engine(_three_groups(), labels=["a", "b", "c"], features=["x"],
-                         background=False, batch_size=10, discover=discover)
+                         background=False, batch_size=10, discovery=discover)
     known = [t for t in engine.get_questions("alice", 600) if t["group"] != "c"][:10]
     engine.release_session("alice")
-    engine.update([dict(t, answer="accept", accept=[t["group"]]) for t in known], "alice")
+    engine.add_answers([dict(t, answer="accept", accept=[t["group"]]) for t in known], "alice")
     assert engine.round == 1
     tasks = engine.get_questions("alice")
     # The audit draw is uniform over the pool, so it may land anywhere; the strategy's rows may not.
@@ -318,7 +318,7 @@ def test_a_batch_takes_one_of_a_set_of_near_copies(tmp_path, make_engine, distin
     taught = {r["id"] for r in rows[:30]}
     # Where the model trained on these answers is least sure, put thirty near copies of a row.
     probe = make_engine(rows, features=["r", "g", "b"], batch_size=10, db_path=tmp_path / "p.db")
-    probe.update(answer_rows(probe, taught), "s")
+    probe.add_answers(answer_rows(probe, taught), "s")
     assert probe.wait_idle(30)
     top = probe.get_questions("s", 1)[0]
     copies = [dict(top, id=f"copy{i}", b=top["b"] + (i % 2) * 0.001) for i in range(30)]
@@ -326,7 +326,7 @@ def test_a_batch_takes_one_of_a_set_of_near_copies(tmp_path, make_engine, distin
     engine = make_engine(rows + [{k: v for k, v in c.items() if not k.startswith("_") and
                                   k not in ("options", "accept", "meta")} for c in copies],
                          features=["r", "g", "b"], batch_size=10, distinct=distinct)
-    engine.update(answer_rows(engine, taught), "s")
+    engine.add_answers(answer_rows(engine, taught), "s")
     assert engine.wait_idle(30) and engine.round == 1
     batch = [t for t in engine.get_questions("s") if t["meta"]["source"] != "audit"]
     assert len(batch) == 9  # the tenth is the audit draw, which may be any row
@@ -335,7 +335,7 @@ def test_a_batch_takes_one_of_a_set_of_near_copies(tmp_path, make_engine, distin
 
 
 def test_distinct_must_not_be_negative(make_engine):
-    from retrain_loop.loop import EngineError
+    from retrain_loop.settings import EngineError
 
     with pytest.raises(EngineError, match="distinct"):
         make_engine(rgb_rows(20), features=["r", "g", "b"], distinct=-1)

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import RGB, rgb_label, rgb_rows, write_jsonl
+from conftest import RGB, build_engine, rgb_label, rgb_rows, write_jsonl
 
 from retrain_loop import offline
 from retrain_loop.cli import main
-from retrain_loop.loop import Engine
 from retrain_loop.persist import load_model
 from retrain_loop.pool import load_pool
 from retrain_loop.store import AnnotationStore
@@ -45,13 +44,13 @@ def annotate(folder: Path, rows: list[dict], n_answers: int, rule=rgb_label,
         write_jsonl(pool_path, rows)
     db = folder / "answers.db"
     store = AnnotationStore(db)
-    engine = Engine(load_pool(pool_path), store, dataset, RGB, model="logreg", batch_size=10,
-                    background=False)
+    engine = build_engine(load_pool(pool_path), store, dataset, RGB, model="logreg", batch_size=10,
+                          background=False)
     answered: set[int] = set()
     try:
         while len(answered) < n_answers:
             tasks = engine.get_questions("alice")
-            engine.update([dict(t, answer="accept", accept=[rule(t)]) for t in tasks], "alice")
+            engine.add_answers([dict(t, answer="accept", accept=[rule(t)]) for t in tasks], "alice")
             answered |= {t["_input_hash"] for t in tasks}
     finally:
         engine.close()
@@ -166,14 +165,14 @@ def test_cross_validation_needs_two_answers_of_each_label(tmp_path):
     rows = rgb_rows(60)
     store = AnnotationStore(tmp_path / "a.db")
     pool = load_pool(write_jsonl(tmp_path / "pool.jsonl", rows))
-    engine = Engine(pool, store, DATASET, RGB, model="logreg", background=False)
+    engine = build_engine(pool, store, DATASET, RGB, model="logreg", background=False)
     # One blue answer: a model can be fitted, but no fold split keeps blue on both sides.
     red = next(i for i, r in enumerate(rows) if rgb_label(r) == "red")
     blue = next(i for i, r in enumerate(rows) if rgb_label(r) == "blue")
     greens = [i for i, r in enumerate(rows) if rgb_label(r) == "green"][:3]
     answers = [dict(pool.tasks[i], _task_hash=engine.task_hash(i), answer="accept",
                     accept=[rgb_label(rows[i])]) for i in [red, blue, *greens]]
-    engine.update(answers, "alice")
+    engine.add_answers(answers, "alice")
     engine.close()
     meta = offline.train(pool, store, DATASET, RGB, tmp_path / "m.skops", model="logreg")
     store.close()
@@ -294,7 +293,7 @@ def test_score_through_the_library_is_the_engines_ranking(annotated):
     store = offline.open_annotations(annotated.db, DATASET)
     try:
         rows = offline.score(pool, store, DATASET, RGB, top=5, model="logreg")
-        engine = Engine(pool, store, DATASET, RGB, model="logreg", background=False)
+        engine = build_engine(pool, store, DATASET, RGB, model="logreg", background=False)
         assert rows == engine.ranked(5)
         engine.close()
     finally:

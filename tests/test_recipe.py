@@ -204,7 +204,7 @@ def test_recipe_is_registered_as_a_prodigy_entry_point(prodigy):
 
 
 def test_importing_the_package_never_imports_prodigy():
-    code = ("import sys, retrain_loop, retrain_loop.cli, retrain_loop.loop, retrain_loop.server, "
+    code = ("import sys, retrain_loop, retrain_loop.cli, retrain_loop.engine, retrain_loop.server, "
             "retrain_loop.prodigy_db, retrain_loop.recipes; "
             "assert not [m for m in sys.modules if m.split('.')[0] == 'prodigy'], 'prodigy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,7 @@ from sklearn.datasets import load_iris
 
 from retrain_loop import simulate
 from retrain_loop.cli import main
-from retrain_loop.loop import Engine
+from retrain_loop.engine import Engine
 
 SMALL = ["--seeds", "2", "--batch-size", "10", "--initial", "10", "--budget", "40"]
 

@@ -31,7 +31,7 @@ def answer_all(tasks):
 
 def label(engine, session="alice", batches=1, n=None):
     for _ in range(batches):
-        engine.update(answer_all(engine.get_questions(session, n)), session)
+        engine.add_answers(answer_all(engine.get_questions(session, n)), session)
 
 
 # -- the Wilson interval -----------------------------------------------------------------------
@@ -146,12 +146,12 @@ def test_engine_serves_a_tenth_as_audits_with_the_prediction_hidden(make_engine)
     engine = make_engine(rgb_rows(600), features=["r", "g", "b"], background=False)
     first = engine.get_questions("alice")
     assert {t["meta"]["source"] for t in first} == {"initial"}  # no model, nothing to audit
-    engine.update(answer_all(first), "alice")
+    engine.add_answers(answer_all(first), "alice")
     served = []
     for _ in range(10):
         tasks = engine.get_questions("alice")
         served += tasks
-        engine.update(answer_all(tasks), "alice")
+        engine.add_answers(answer_all(tasks), "alice")
     audits = [t for t in served if t["meta"]["source"] == "audit"]
     assert len(audits) == 10 and len(served) == 100
     for task in audits:
@@ -245,7 +245,7 @@ def test_the_server_keeps_what_it_served_over_what_comes_back(make_engine):
     tasks = engine.get_questions("alice")
     assert {t["meta"]["source"] for t in tasks} == {"audit"}
     forged = [dict(t, meta={"source": "active", "predicted": "nonsense"}) for t in answer_all(tasks)]
-    engine.update(forged, "alice")
+    engine.add_answers(forged, "alice")
     stored = engine.store.audited("test")
     assert {r["_input_hash"] for r in stored} == {t["_input_hash"] for t in tasks}
     assert [r["meta"]["predicted"] for r in stored] == [t["meta"]["predicted"] for t in tasks]
@@ -280,7 +280,7 @@ def test_refits_without_new_labels_are_not_rounds_and_cannot_suggest_stopping(ma
     before = [dict(h) for h in engine.history]
     for _ in range(3):  # batches of skips only: answers, but no label
         tasks = engine.get_questions("alice")
-        engine.update([dict(t, answer="ignore", accept=[]) for t in tasks], "alice")
+        engine.add_answers([dict(t, answer="ignore", accept=[]) for t in tasks], "alice")
     assert engine.history == before
     engine.close()
     engine.store.close()
@@ -329,15 +329,15 @@ def test_resending_answers_keeps_what_was_served(make_engine):
     label(engine)
     tasks = engine.get_questions("alice")
     bare = [{k: v for k, v in t.items() if k != "meta"} for t in answer_all(tasks)]
-    assert engine.update(bare, "alice") == 10
+    assert engine.add_answers(bare, "alice") == 10
     served = {r["_input_hash"]: r["meta"] for r in engine.store.audited("test")}
     assert len(served) == 10
-    assert engine.update(bare, "alice") == 0  # the same answers again: nothing new
+    assert engine.add_answers(bare, "alice") == 0  # the same answers again: nothing new
     assert {r["_input_hash"]: r["meta"] for r in engine.store.audited("test")} == served
     # A revised answer, sent without a lease and with a forged meta, keeps the served one.
     revised = [dict(a, accept=["red"], meta={"source": "active", "predicted": "x", "note": 1})
                for a in bare]
-    engine.update(revised, "alice")
+    engine.add_answers(revised, "alice")
     after = {r["_input_hash"]: r for r in engine.store.audited("test")}
     assert {h: {k: v for k, v in r["meta"].items() if k != "note"} for h, r in after.items()} \
         == served
@@ -347,12 +347,12 @@ def test_resending_answers_keeps_what_was_served(make_engine):
 def test_an_answer_never_served_cannot_claim_to_be_an_audit(make_engine):
     engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False)
     label(engine)
-    rows = [i for i in range(len(engine.pool)) if not engine._answered[i]][:5]
+    rows = [i for i in range(len(engine.pool)) if not engine.queue.is_answered(i)][:5]
     forged = [dict(engine.pool.tasks[i], _task_hash=engine.task_hash(i), answer="accept",
                    accept=[rgb_label(engine.pool.tasks[i])],
                    meta={"source": "audit", "predicted": rgb_label(engine.pool.tasks[i])})
               for i in rows]
-    engine.update(forged, "mallory")
+    engine.add_answers(forged, "mallory")
     assert engine.store.audited("test") == []
     stored = [r for r in engine.store.get("test") if r["_session_id"].endswith("mallory")]
     assert len(stored) == 5 and all("predicted" not in r["meta"] for r in stored)
@@ -374,7 +374,7 @@ def test_a_failed_history_write_leaves_the_new_model_serving_with_the_error(make
 
 def test_stop_is_suggested_once_predictions_settle(make_engine):
     engine = make_engine(rgb_rows(800, seed=4), features=["r", "g", "b"], background=False,
-                         stop_rule=StopRule(threshold=0.95, window=3, min_labels=50))
+                         stop_threshold=0.95, stop_window=3)
     for _ in range(20):
         label(engine)
         if engine.stats()["stop"]["suggested"]:
@@ -495,12 +495,12 @@ def test_every_served_task_says_where_it_came_from(make_engine):
     engine = make_engine(rgb_rows(600), features=["r", "g", "b"], background=False,
                          explore=0.2, audit=0.1)
     first = engine.get_questions("alice")
-    engine.update(answer_all(first), "alice")
+    engine.add_answers(answer_all(first), "alice")
     sources = []
     for _ in range(5):
         tasks = engine.get_questions("alice")
         sources += [t["meta"]["source"] for t in tasks]
-        engine.update(answer_all(tasks), "alice")
+        engine.add_answers(answer_all(tasks), "alice")
     assert {t["meta"]["source"] for t in first} == {"initial"}
     assert sources.count("audit") == 5  # a tenth of 50
     assert sources.count("explore") == 10  # two slots in every batch of ten, by --explore 0.2

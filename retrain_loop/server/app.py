@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..answers import Answer
-from ..loop import SESSION_PATTERN, AnswerError, Engine
+from ..answers import SESSION_PATTERN, Answer, AnswerError
+from ..engine import Engine
 from ..store import StoreError
 from .guard import MAX_BODY, Guard
 
@@ -87,10 +87,10 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
             "dataset": engine.dataset,
             "labels": engine.labels,
             "view": view,
-            "batch_size": engine.batch_size,
+            "batch_size": engine.settings.batch_size,
             "features": engine.pool.features,
             "model": engine.model_spec,
-            "strategy": engine.strategy,
+            "strategy": engine.settings.strategy,
             "n_pool": len(engine.pool),
         }
 
@@ -103,7 +103,7 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
     @app.post("/api/answers")
     def answers(batch: AnswerBatch) -> dict[str, Any]:
         payload = [a.model_dump(by_alias=True) for a in batch.answers]
-        stored = engine.update(payload, batch.session)
+        stored = engine.add_answers(payload, batch.session)
         return {"stored": stored}
 
     @app.get("/api/stats")

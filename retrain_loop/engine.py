@@ -1,0 +1,306 @@
+"""The engine: store answers, refit from all of them, and serve a ranked queue.
+
+The engine composes parts that each have one job and says in what order they act:
+
+- ``EngineSettings`` (``settings.py``): how it learns and serves;
+- the answer schema (``answers.py``): the one check every answer passes before it is stored;
+- a ``LeaseQueue`` (``leases.py``): leases, open rows and the cursor into the current ranking;
+- a ``Refitter`` (``refit.py``): fits a model and ranks the open rows, without locks or threads;
+- a ``RefitWorker`` (``worker.py``): runs refits on a thread of their own, coalescing requests;
+- the ``RoundHistory`` (``history.py``): each round's kappa, accuracy estimate and stop signal.
+
+``add_answers`` stores a batch and asks for a refit. A refit reads every annotation of the
+dataset, fits a clone of the model, rescores the rows that are neither answered nor out with an
+annotator, and publishes the new ranking in one step. Serving reads whatever ranking is current,
+so it never waits for a fit. Nothing is read or fitted until ``start``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from .answers import Answered, check_session, outcome, served_meta, to_record
+from .audit import AuditDraw
+from .hashing import task_hash
+from .history import RoundHistory
+from .leases import Lease, LeaseQueue
+from .models import ModelError, describe, make_model
+from .pool import Pool
+from .ranking import Ranking
+from .refit import Refitter
+from .settings import EngineError, EngineSettings
+from .store import AnnotationStore, session_id
+from .worker import RefitWorker
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """One dataset's loop over ``pool``, with its answers in ``store``.
+
+    ``state`` keeps the round history and stop set (default: ``store``; the Prodigy recipe keeps
+    them in a file of its own, a one-off offline fit in memory). ``background=False`` refits in
+    the caller's thread. ``clock`` times the leases.
+    """
+
+    def __init__(self, pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
+                 settings: EngineSettings | None = None, *, state: Any = None,
+                 background: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings = settings or EngineSettings()
+        self.labels = settings.check_labels(labels)
+        self.pool = pool
+        self.store = store
+        self.dataset = dataset
+        self.options = [{"id": label, "text": label} for label in self.labels]
+        self.model_spec = settings.model_name
+        model = settings.model
+        self.prototype = make_model(model, seed=settings.seed) if isinstance(model, str) else model
+        if settings.update == "incremental" and not callable(
+                getattr(self.prototype, "partial_fit", None)):
+            raise ModelError(
+                f"{self.model_spec} ({type(self.prototype).__name__}) has no partial_fit(), so it "
+                "cannot learn incrementally; use --update refit, or a model such as nb or sgd"
+            )
+        self._state = state or store
+        self.queue = LeaseQueue(len(pool), self.labels, AuditDraw(settings.audit, settings.seed),
+                                lease_seconds=settings.lease_seconds,
+                                session_cap=settings.session_cap, clock=clock)
+        self.refitter = Refitter(pool, self.labels, settings, self.prototype)
+        self.worker = RefitWorker(self.refit, background=background)
+        self.rounds: RoundHistory | None = None
+        self._refit_lock = threading.Lock()  # one refit at a time
+        self._lock = threading.Lock()  # guards the outcomes and what the answers exclude
+        self._outcomes: dict[tuple[str, int], str] = {}  # (session id, task hash) -> outcome
+        self._rejected: dict[int, set[int]] = {}  # row -> labels it was said not to have
+        self._task_hashes: dict[int, int] = {}
+        self.n_unmatched = 0
+        self.model_: Any = None
+        self.round = 0
+        self.last_refit_ms: float | None = None
+        self.last_timings: dict[str, float] = {}
+        self.last_error: str | None = None
+
+    # -- life ---------------------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        """Read the stored answers and the history, and serve. A restarted server refits on the
+        saved answers in the background, so the page opens at once and the first batch comes
+        from the cold start while the model fits."""
+        if self.rounds is not None:
+            return self
+        s = self.settings
+        self.rounds = RoundHistory(self.store, self._state, self.dataset, self.pool, self.labels,
+                                   rule=s.stop_rule, window=s.audit_window, seed=s.seed)
+        self.round = self.rounds.last_round  # round numbers go on across restarts
+        self._take_stored_answers()
+        getattr(self.store, "changed_elsewhere", lambda: False)()  # what we read is the baseline
+        self.queue.publish(self.refitter.cold_start(self.queue.unanswered()))
+        if self._outcomes:
+            self.worker.request()
+        return self
+
+    def __enter__(self) -> Engine:  # noqa: PYI034 - typing.Self needs Python 3.11
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.worker.close()
+
+    def _started(self) -> RoundHistory:
+        if self.rounds is None:
+            raise EngineError("the engine has not started: call start() first")
+        return self.rounds
+
+    def _take_stored_answers(self) -> None:
+        """Take in the stored answers (``answers.Answered``), counting those for no pool row."""
+        label_index = self.refitter.label_index
+        answered = Answered.read(self.store.get(self.dataset), self.pool, label_index)
+        self.queue.mark_answered(answered.rows)
+        with self._lock:
+            self._rejected = answered.rejected
+            self._outcomes.update(answered.latest)
+            self.n_unmatched = answered.unmatched
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def task_hash(self, index: int) -> int:
+        h = self._task_hashes.get(index)
+        if h is None:
+            h = task_hash(int(self.pool.input_hashes[index]), self.labels)
+            self._task_hashes[index] = h
+        return h
+
+    def _task(self, index: int, lease: Lease) -> dict[str, Any]:
+        task = dict(self.pool.tasks[index])
+        task["_task_hash"] = self.task_hash(index)
+        task["options"] = self.options
+        task["accept"] = [lease.guess] if lease.guess is not None else []
+        task["meta"] = dict(lease.meta)
+        return task
+
+    def get_questions(self, session: str, n: int | None = None) -> list[dict[str, Any]]:
+        """Lease up to ``n`` rows to a session, best first. Never waits for a refit."""
+        self._started()
+        check_session(session)
+        changed = getattr(self.store, "changed_elsewhere", None)
+        if changed is not None and changed():  # answers imported while we run: not served again
+            self._take_stored_answers()
+            self.worker.request()
+        leased = self.queue.lease(session, self.settings.batch_size if n is None else n)
+        return [self._task(index, lease) for index, lease in leased]
+
+    def release_session(self, session: str) -> int:
+        """Put a session's outstanding rows back at the head of the queue (a page reload)."""
+        return self.queue.release(session)
+
+    def ranked(self, top: int | None = None) -> list[dict[str, Any]]:
+        """The open rows in the current model's order, without leasing them (offline scoring).
+
+        Each row carries ``score`` (the strategy's utility), ``label`` (the model's guess) and
+        ``probs`` (every label's probability).
+        """
+        ranking = self.queue.ranking
+        if not ranking.scored:
+            raise EngineError(
+                "no model yet: scoring needs accepted answers for at least two labels"
+                + (f" (last error: {self.last_error})" if self.last_error else "")
+            )
+        out = []
+        for j in range(len(ranking)):
+            index = ranking.row(j)
+            if self.queue.is_answered(index):
+                continue
+            utility, p = ranking.scores(j)
+            row = dict(self.pool.tasks[index])
+            row["score"] = utility
+            row["label"] = self.labels[int(p.argmax())]
+            row["probs"] = {label: float(v) for label, v in zip(self.labels, p)}
+            out.append(row)
+            if top is not None and len(out) >= top:
+                break
+        return out
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def add_answers(self, answers: list[dict[str, Any]], session: str) -> int:
+        """Store a batch of answers and ask for a refit. Returns how many were new.
+
+        Every answer is checked before any is stored, so a bad batch stores nothing; the server's
+        own keys of each answer's meta come from how its row was served (``served_meta``).
+        """
+        self._started()
+        check_session(session)
+        sid = session_id(self.dataset, session)
+        now = int(time.time())
+        checked = [to_record(a, self.pool, self.labels, self.task_hash, sid, now)
+                   for a in answers]
+        indices = [index for index, _ in checked]
+        records = [record for _, record in checked]
+        for record, served in zip(records, self.queue.served(indices)):
+            record["meta"] = served_meta(record, served, self.store, self.dataset)
+        stored = self.store.add(self.dataset, records)
+        self.queue.mark_answered(indices)
+        with self._lock:
+            for record in records:
+                self._outcomes[(sid, record["_task_hash"])] = outcome(record)
+        if stored:
+            self.worker.request()
+        return stored
+
+    # -- refits -------------------------------------------------------------------------------
+
+    def refit(self) -> Ranking:
+        """Fit on all annotations, rescore the open rows and publish the new ranking.
+
+        A model that fails leaves the last good one serving, with the error in ``last_error``.
+        """
+        rounds = self._started()
+        with self._refit_lock:
+            started = time.perf_counter()
+            labelled = self.store.labelled(self.dataset)
+            read_ms = (time.perf_counter() - started) * 1000
+            open_rows = self.queue.open_rows()
+            with self._lock:
+                rejected = {row: set(labels) for row, labels in self._rejected.items()}
+            try:
+                result = self.refitter.refit(labelled, open_rows, rejected, self.round + 1,
+                                             serving=self.model_)
+                if result is None:  # no model until two labels have answers
+                    return self.queue.ranking
+                stop_predicted = rounds.predict(result.model, result.candidates, result.proba)
+            except Exception as e:  # noqa: BLE001 - a user's model may raise anything
+                self.last_error = f"{type(e).__name__}: {e}"
+                log.warning("refit on %d labels failed, keeping round %d: %s",
+                            len(labelled), self.round, self.last_error)
+                return self.queue.ranking
+            self.queue.publish(result.ranking, open_rows)
+            self.refitter.adopt(result)
+            self.model_ = result.model
+            self.round = result.ranking.round
+            self.last_error = None
+            self.last_refit_ms = (time.perf_counter() - started) * 1000
+            self.last_timings = {"read_ms": read_ms, **result.timings}
+            with self._lock:
+                n_answers = len(self._outcomes)
+            try:
+                rounds.record(round=self.round, predicted=stop_predicted, n_annotations=n_answers,
+                              labelled=labelled, y_train=result.y_train,
+                              refit_ms=self.last_refit_ms)
+            except Exception as e:  # noqa: BLE001 - the new model serves whether or not it is logged
+                self.last_error = f"round history not saved: {type(e).__name__}: {e}"
+                log.warning("%s", self.last_error)
+            return result.ranking
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until no refit runs or waits. For tests, scripts and shutdown."""
+        return self.worker.wait_idle(timeout)
+
+    def training_data(self, labelled: list[tuple[int, str]]):
+        """Features and label indices for ``(input_hash, label)`` pairs whose rows are in the pool."""
+        return self.refitter.training_data(labelled)
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def answered_share(self) -> float:
+        """The share of the pool answered: cheap, unlike ``stats``, which reads the store."""
+        return self.queue.answered_share()
+
+    def stats(self) -> dict[str, Any]:
+        rounds = self._started()
+        with self._lock:
+            outcomes = Counter(self._outcomes.values())
+        counts = self.queue.counts()
+        return {
+            "dataset": self.dataset,
+            "n_annotations": sum(outcomes.values()),
+            "per_label": {label: outcomes.get(label, 0) for label in self.labels},
+            "answers": {a: outcomes.get(f"_{a}", 0) for a in ("reject", "ignore")}
+            | {"accept": sum(outcomes.get(label, 0) for label in self.labels)},
+            "model": self.model_spec,
+            "learner": describe(self.model_),  # what the model in use is, e.g. auto's members
+            "model_round": self.round,
+            "last_refit_ms": round(self.last_refit_ms, 2) if self.last_refit_ms else None,
+            "last_timings": {k: round(v, 2) for k, v in self.last_timings.items()},
+            "last_error": self.last_error,
+            "refitting": self.worker.busy,
+            "n_pool": len(self.pool),
+            "n_remaining": counts["open"],
+            "n_out": counts["out"],
+            "n_unmatched": self.n_unmatched,  # stored answers for rows not in this pool
+            "audit": self.settings.audit,
+            "estimate": rounds.estimate(),
+            "stop": rounds.stop(),
+            "history": list(rounds.entries),
+        }
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One entry per refit, this run's and those before a restart."""
+        return self._started().entries

@@ -1,0 +1,188 @@
+"""The lease queue: which rows are open, which are out with which session until when, and the
+order the open ones are served in.
+
+Serving walks the current ranking with a cursor, skipping rows that are answered or out; rows
+whose lease ran out (or that a page handed back) are served first. A refit publishes a new
+ranking in one step, which resets the cursor. Every change happens under the queue's lock, and
+time comes from the clock it was given, so a test can move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .audit import AuditDraw
+from .ranking import Ranking
+
+
+@dataclass
+class Lease:
+    """A row out with a session: until when, and what the server recorded when it served it."""
+
+    session: str
+    expires: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    guess: str | None = None  # the label offered as preselected; None for audits and cold start
+
+
+def describe(ranking: Ranking, p: int, index: int, labels: Sequence[str],
+             source: str | None = None) -> Lease:
+    """What a task records about how it was served: where it came from, the round of the model
+    that served it, and that model's prediction (``p``: the row's position in the arrays)."""
+    meta: dict[str, Any] = {"source": source or ranking.source(index), "round": ranking.round}
+    predicted = None
+    scores = ranking.at(p)
+    if scores is not None:
+        utility, proba = scores
+        best = int(proba.argmax())
+        predicted = labels[best]
+        meta.update(score=round(utility, 4), p=round(float(proba[best]), 4), predicted=predicted)
+    return Lease(session="", expires=0.0, meta=meta, guess=predicted)
+
+
+class LeaseQueue:
+    """Leases, the answered rows, the returned rows and the cursor into the current ranking."""
+
+    def __init__(self, n_rows: int, labels: Sequence[str], audit: AuditDraw, *,
+                 lease_seconds: float, session_cap: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.labels = list(labels)
+        self.audit = audit
+        self.lease_seconds = lease_seconds
+        self.session_cap = session_cap
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._answered = np.zeros(n_rows, dtype=bool)
+        self._leases: dict[int, Lease] = {}
+        self._returned: deque[tuple[int, Lease]] = deque()
+        self._ranking = Ranking(np.empty(0, dtype=np.int64), None, None, 0)
+        self._cursor = 0
+
+    @property
+    def ranking(self) -> Ranking:
+        return self._ranking
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def lease(self, session: str, n: int) -> list[tuple[int, Lease]]:
+        """Up to ``n`` rows for ``session``, returned rows first, then the ranking's best open
+        rows with audit draws in their share of the slots; never more than the session's cap."""
+        out: list[tuple[int, Lease]] = []
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            held = sum(lease.session == session for lease in self._leases.values())
+            n = min(n, max(self.session_cap - held, 0))
+            while self._returned and len(out) < n:
+                index, lease = self._returned.popleft()
+                if not self._answered[index] and index not in self._leases:
+                    out.append((index, lease))
+                    self._leases[index] = lease
+            ranking = self._ranking
+            while len(out) < n:
+                picked = self._audit_draw(ranking) if ranking.scored and self.audit.due() else None
+                while picked is None and self._cursor < len(ranking):
+                    j = self._cursor
+                    self._cursor += 1
+                    index = ranking.row(j)
+                    if not (self._answered[index] or index in self._leases):
+                        picked = index, describe(ranking, ranking.position(j), index, self.labels)
+                if picked is None:
+                    break
+                out.append(picked)
+                self._leases[picked[0]] = picked[1]
+            for _, lease in out:
+                lease.session = session
+                lease.expires = now + self.lease_seconds
+        return out
+
+    def _audit_draw(self, ranking: Ranking) -> tuple[int, Lease] | None:
+        """A row drawn uniformly from the open rows the ranking scored, served as an audit: its
+        prediction is recorded, and not offered as the guess, so it cannot sway the answer."""
+        rows = ranking.candidates
+
+        def is_open(positions: np.ndarray) -> np.ndarray:
+            picked = rows[positions]
+            leased = np.fromiter(self._leases, dtype=np.int64, count=len(self._leases))
+            return ~self._answered[picked] & ~np.isin(picked, leased)
+
+        p = self.audit.pick(len(rows), is_open)
+        if p is None:
+            return None
+        lease = describe(ranking, p, int(rows[p]), self.labels, source="audit")
+        lease.guess = None
+        return int(rows[p]), lease
+
+    def _expire(self, now: float) -> None:
+        for index in [i for i, lease in self._leases.items() if lease.expires <= now]:
+            self._returned.append((index, self._leases.pop(index)))
+
+    def release(self, session: str) -> int:
+        """Put a session's outstanding rows back at the head of the queue (a page reload)."""
+        with self._lock:
+            mine = [i for i, lease in self._leases.items() if lease.session == session]
+            for index in reversed(mine):
+                self._returned.appendleft((index, self._leases.pop(index)))
+        return len(mine)
+
+    def served(self, indices: Iterable[int]) -> list[dict[str, Any] | None]:
+        """The meta each row was served with, where it is out now; None where it is not."""
+        with self._lock:
+            leases = [self._leases.get(index) for index in indices]
+        return [lease.meta if lease is not None else None for lease in leases]
+
+    # -- answers and refits -------------------------------------------------------------------
+
+    def mark_answered(self, rows: Iterable[int] | np.ndarray) -> None:
+        """Rows answered (pool indices, or a bool per row): never served again, their leases
+        end."""
+        with self._lock:
+            if isinstance(rows, np.ndarray) and rows.dtype == bool:
+                self._answered |= rows
+                rows = [index for index in self._leases if rows[index]]
+            for index in rows:
+                self._answered[index] = True
+                self._leases.pop(index, None)
+
+    def open_rows(self) -> np.ndarray:
+        """A bool per row: neither answered nor out with a session (a copy)."""
+        with self._lock:
+            open_rows = ~self._answered
+            for index in self._leases:
+                open_rows[index] = False
+        return open_rows
+
+    def unanswered(self) -> np.ndarray:
+        """A bool per row: not answered (a copy)."""
+        with self._lock:
+            return ~self._answered
+
+    def is_answered(self, index: int) -> bool:
+        return bool(self._answered[index])
+
+    def publish(self, ranking: Ranking, open_rows: np.ndarray | None = None) -> None:
+        """Serve from ``ranking`` from now on. Rows handed back before it was made, and open then
+        (``open_rows``, what the refit scored), are ranked in it: they wait no longer at the head
+        of the queue."""
+        with self._lock:
+            self._ranking = ranking
+            self._cursor = 0
+            if open_rows is not None:
+                self._returned = deque(
+                    (index, lease) for index, lease in self._returned if not open_rows[index])
+
+    # -- reporting ----------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"open": int((~self._answered).sum()), "out": len(self._leases)}
+
+    def answered_share(self) -> float:
+        return float(self._answered.mean()) if len(self._answered) else 0.0
