@@ -56,8 +56,7 @@ let panel = null;
 let selected = null;   // the label selected for the task on screen
 const history = [];    // [{task, entry, selected}] for undo, newest last
 let ticker = null;
-
-const views = createViews({ onPick: select });
+let views = null;
 
 function render() {
   const task = queue.current;
@@ -175,6 +174,7 @@ function bind() {
 }
 
 async function init() {
+  views = createViews({ onPick: select });
   bind();
   document.body.dataset.pendingPosts = "0";
   const session = resolveSession();
