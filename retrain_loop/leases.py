@@ -152,8 +152,10 @@ class LeaseQueue:
                 self._leases.pop(index, None)
 
     def open_rows(self) -> np.ndarray:
-        """A bool per row: neither answered nor out with a session (a copy)."""
+        """A bool per row: neither answered nor out with a session (a copy). A row whose lease
+        ran out is open."""
         with self._lock:
+            self._expire(self.clock())
             open_rows = ~self._answered
             for index in self._leases:
                 open_rows[index] = False
@@ -182,6 +184,7 @@ class LeaseQueue:
 
     def counts(self) -> dict[str, int]:
         with self._lock:
+            self._expire(self.clock())
             return {"open": int((~self._answered).sum()), "out": len(self._leases)}
 
     def answered_share(self) -> float:

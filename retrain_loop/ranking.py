@@ -102,24 +102,3 @@ class Ranking:
             # A new array, then the count: a reader without the lock sees a sorted head either way.
             self._order = np.concatenate([self._order[:k], rest])
             self._n_sorted = len(self._order)
-
-    def _in_order(self, values: np.ndarray | None) -> np.ndarray | None:
-        if values is None or self._order is None:
-            return values
-        self._sort_rest()
-        return values[self._order]
-
-    @property
-    def rows(self) -> np.ndarray:
-        """Pool indices, best first."""
-        return self._in_order(self._rows)
-
-    @property
-    def utility(self) -> np.ndarray | None:
-        """Aligned with ``rows``; None before a model exists."""
-        return self._in_order(self._utility)
-
-    @property
-    def proba(self) -> np.ndarray | None:
-        """``(len(rows), n_labels)``, aligned with ``rows``; None before a model exists."""
-        return self._in_order(self._proba)

@@ -231,10 +231,6 @@ class AnnotationStore:
                            "AND task_hash = ?", (dataset, session, task_hash))
         return json.loads(rows[0][0]) if rows else None
 
-    def answered_input_hashes(self, dataset: str) -> set[int]:
-        rows = self._query(f"SELECT DISTINCT input_hash FROM {_TABLE} WHERE dataset = ?", (dataset,))
-        return {h for (h,) in rows}
-
     def count(self, dataset: str) -> int:
         rows = self._query(f"SELECT count(*) FROM {_TABLE} WHERE dataset = ?", (dataset,))
         return rows[0][0]

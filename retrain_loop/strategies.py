@@ -12,14 +12,28 @@ from collections.abc import Callable
 import numpy as np
 
 Scorer = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-_SLICE = 65_536  # rows per slice for row-wise work on large pools
+# Rows per slice of margin's column-wise top-two pass: a slice of a million-row array stays in
+# cache (a scoring detail; refit.PREDICT_SLICE is how many rows go to predict_proba at once).
+MARGIN_SLICE = 65_536
 
 
 def least_confident(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One minus the probability of the most likely label: ``1 - max_y P(y|x)``.
+
+    Highest where the model's best guess is weakest. Settles, Active Learning Literature
+    Survey (2009), section 3.1, "least confident"; Lewis & Gale (1994).
+    """
     return 1.0 - proba.max(axis=1)
 
 
 def margin(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One minus the difference of the two most likely labels' probabilities:
+    ``1 - (P(y1|x) - P(y2|x))``, with y1 and y2 the first and second most likely labels.
+
+    Highest where the model hesitates between two labels; it ranks rows as smallest-margin
+    sampling does (Scheffer, Decomain & Wrobel, 2001; Settles, Active Learning Literature
+    Survey, 2009, section 3.1). With one label there is no second: every row scores 0.
+    """
     if proba.shape[1] < 2:
         return np.zeros(proba.shape[0])
     if proba.dtype != np.float64:
@@ -28,8 +42,8 @@ def margin(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndar
     # The same top two values as np.partition along the rows, 3x faster on a million rows:
     # whole-column max/min over a slice that stays in cache, not a partition per row.
     out = np.empty(proba.shape[0])
-    for start in range(0, proba.shape[0], _SLICE):
-        part = proba[start:start + _SLICE]
+    for start in range(0, proba.shape[0], MARGIN_SLICE):
+        part = proba[start:start + MARGIN_SLICE]
         first = part[:, 0].copy()
         second = np.full(part.shape[0], -np.inf)
         low = np.empty_like(first)
@@ -38,16 +52,24 @@ def margin(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndar
             np.minimum(first, column, out=low)
             np.maximum(second, low, out=second)
             np.maximum(first, column, out=first)
-        out[start:start + _SLICE] = 1.0 - (first - second)
+        out[start:start + MARGIN_SLICE] = 1.0 - (first - second)
     return out
 
 
 def entropy(proba: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Shannon entropy of the label distribution: ``-sum_y P(y|x) log P(y|x)`` (natural log).
+
+    Highest where probability is spread over many labels, not only two. Settles, Active Learning
+    Literature Survey (2009), section 3.1, after Shannon (1948).
+    """
     p = np.clip(proba, 1e-12, 1.0)
     return -(proba * np.log(p)).sum(axis=1)
 
 
 def random(proba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniform draw per row, ignoring the model: passive learning, the baseline every other
+    strategy is measured against (the engine also keeps its order free of near-copy spreading
+    and discovery rows)."""
     return rng.random(proba.shape[0])
 
 
@@ -75,11 +97,6 @@ def get_strategy(name: str) -> Scorer:
 # -- selectors ---------------------------------------------------------------------------------
 
 
-def rank(utility: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """All positions, best first. Ties break at random so equal rows are not served in file order."""
-    return sort_by(utility, rng.random(utility.shape[0]))[0]
-
-
 def sort_by(utility: np.ndarray, jitter: np.ndarray, head: int | None = None
             ) -> tuple[np.ndarray, int]:
     """All positions by utility, high to low, then jitter, low to high; and how many are sorted.
@@ -101,11 +118,6 @@ def sort_by(utility: np.ndarray, jitter: np.ndarray, head: int | None = None
     top = np.flatnonzero(in_head)
     top = top[np.lexsort((jitter[top], key[top]))]
     return np.concatenate([top, np.flatnonzero(~in_head)]), len(top)
-
-
-def top_k(utility: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """The k best positions, best first, without sorting the whole array."""
-    return sort_by(utility, rng.random(utility.shape[0]), head=max(k, 1))[0][:k]
 
 
 def prefer_label(utility: np.ndarray, proba: np.ndarray, label_index: int) -> np.ndarray:

@@ -76,8 +76,7 @@ def bench(n_labels: int, repeats: int, model: str, workdir: Path) -> dict:
                    for t in tasks]
         labelled += engine.add_answers(answers, "bench")
     X_train, y_train = engine.training_data(store.labelled("colours"))
-    answered = {pool.index_of(h) for h in store.answered_input_hashes("colours")}
-    open_rows = np.array(sorted(set(range(len(pool))) - answered))
+    open_rows = np.flatnonzero(engine.queue.open_rows())
     rounds, floors = [], []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
-from conftest import RGB, rgb_label, rgb_rows
+from conftest import RGB, FakeClock, rgb_label, rgb_rows
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 
 from retrain_loop.answers import AnswerError, UnknownLabel, UnknownTask
 from retrain_loop.models import ModelError
@@ -101,11 +102,16 @@ def test_answered_and_leased_rows_are_not_served_again(make_engine):
 
 
 def test_an_expired_lease_puts_the_row_back(make_engine):
-    engine = make_engine(rgb_rows(30), features=["r", "g", "b"], lease_seconds=0.05, batch_size=30)
+    clock = FakeClock()
+    engine = make_engine(rgb_rows(30), features=["r", "g", "b"], lease_seconds=600,
+                         batch_size=30, clock=clock)
     taken = {t["_input_hash"] for t in engine.get_questions("alice")}
+    assert len(taken) == 30 and engine.get_questions("bob") == []
+    clock.advance(599.9)
     assert engine.get_questions("bob") == []
-    time.sleep(0.1)
+    clock.advance(0.1)
     assert {t["_input_hash"] for t in engine.get_questions("bob")} == taken
+    assert engine.stats()["n_out"] == 30  # bob's now
 
 
 def test_release_session_returns_its_rows_first(make_engine):
@@ -175,12 +181,21 @@ def test_a_model_without_predict_proba_is_refused(make_engine):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"labels": ["only"]}, {"labels": ["a", "a"]}, {"prefer": "magenta"},
-               {"explore": 1.5}, {"batch_size": 0}, {"strategy": "psychic"}],
+    "kwargs, message",
+    [({"labels": ["only"]}, "at least two labels"), ({"labels": ["a", "a"]}, "labels repeat"),
+     ({"prefer": "magenta"}, "'magenta' is not one of the labels"),
+     ({"explore": 1.5}, "explore must be between 0 and 1"),
+     ({"discovery": -0.1}, "discovery must be between 0 and 1"),
+     ({"batch_size": 0}, "batch size must be at least 1"),
+     ({"strategy": "psychic"}, "unknown strategy 'psychic'"),
+     ({"update": "sometimes"}, "unknown update mode"),
+     ({"audit": 2.0}, "audit share must be between 0 and 1"),
+     ({"stop_threshold": 0.0}, "stop threshold"),
+     ({"lease_seconds": 0}, "lease seconds must be above 0")],
 )
-def test_bad_settings_are_refused(make_engine, kwargs):
+def test_bad_settings_are_refused(make_engine, kwargs, message):
     labels = kwargs.pop("labels", RGB)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         make_engine(rgb_rows(20), labels, **kwargs)
 
 
@@ -256,14 +271,42 @@ def test_incremental_naive_bayes_matches_a_full_refit(make_engine, tmp_path):
                                atol=1e-4)
 
 
+class CountingNB(GaussianNB):
+    """Real Gaussian naive Bayes that records the rows each partial_fit sees and fails on
+    demand (a class attribute, since each round updates a copy)."""
+
+    seen: ClassVar[list[int]] = []
+    fail = False
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        if type(self).fail:
+            raise RuntimeError("update diverged")
+        type(self).seen.append(len(X))
+        return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+
+
 def test_incremental_updates_only_on_new_answers_and_keeps_the_model_on_failure(make_engine):
-    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, model="sgd",
-                         update="incremental")
+    CountingNB.seen, CountingNB.fail = [], False
+    engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False,
+                         model=CountingNB(), update="incremental")
     engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
     first = engine.model_
+    means = first.theta_.copy()
     engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
+    assert CountingNB.seen == [10, 10]  # the second update saw the new batch only
     assert engine.model_ is not first  # a copy was updated; the old one was never touched
+    np.testing.assert_array_equal(first.theta_, means)
     assert engine.round == 2 and engine.history[-1]["n_train"] == 20
+    good, good_means = engine.model_, engine.model_.theta_.copy()
+    CountingNB.fail = True
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
+    assert engine.model_ is good and engine.round == 2
+    np.testing.assert_array_equal(good.theta_, good_means)
+    assert "RuntimeError: update diverged" in engine.stats()["last_error"]
+    # Once updates work again, the next one takes in the batch the failed update missed too.
+    CountingNB.fail = False
+    engine.add_answers(answer_all(engine.get_questions("alice")), "alice")
+    assert CountingNB.seen == [10, 10, 20] and engine.round == 3 and engine.last_error is None
 
 
 def test_incremental_mode_needs_partial_fit(make_engine):
@@ -339,3 +382,24 @@ def test_distinct_must_not_be_negative(make_engine):
 
     with pytest.raises(EngineError, match="distinct"):
         make_engine(rgb_rows(20), features=["r", "g", "b"], distinct=-1)
+
+
+def test_an_engine_reads_and_fits_nothing_until_it_starts(make_engine, tmp_path):
+    from retrain_loop.engine import Engine
+    from retrain_loop.settings import EngineError, EngineSettings
+
+    first = make_engine(rgb_rows(200), features=["r", "g", "b"], background=False)
+    first.add_answers(answer_all(first.get_questions("alice", 20)), "alice")
+    assert first.round == 1
+    engine = Engine(first.pool, first.store, "test", RGB, EngineSettings(model="logreg", max_out=200),
+                    background=False)
+    assert engine.model_ is None and engine.round == 0 and engine.rounds is None
+    for call in (lambda: engine.get_questions("bob"), engine.stats, engine.refit,
+                 lambda: engine.add_answers([], "bob")):
+        with pytest.raises(EngineError, match="start"):
+            call()
+    with engine:  # start() on entering: the stored answers, the history, a refit on them
+        assert engine.round == 2 and engine.model_ is not None
+        assert engine.stats()["n_annotations"] == 20
+        served = {t["_input_hash"] for t in engine.get_questions("bob", 200)}
+        assert len(served) == 180  # the answered rows are not served again

@@ -111,14 +111,6 @@ def test_datasets_are_separate(store):
     assert store.get("missing") == []
 
 
-def test_answered_input_hashes(store):
-    records = [record(0), record(0, session="ds-bob"), record(1, answer="reject")]
-    store.add("ds", records)
-    assert store.answered_input_hashes("ds") == {records[0]["_input_hash"],
-                                                 records[2]["_input_hash"]}
-    assert store.answered_input_hashes("other") == set()
-
-
 def test_labelled_holds_only_accepted_single_labels(store):
     store.add("ds", [record(0, label="green"), record(1, answer="reject"),
                      record(2, answer="ignore")])

@@ -18,9 +18,8 @@ from retrain_loop.strategies import (
     mix_random,
     prefer_label,
     random,
-    rank,
+    sort_by,
     spread_near_copies,
-    top_k,
 )
 
 # Rows in order of certainty: sure, fairly sure, a coin toss between two labels.
@@ -87,26 +86,37 @@ def test_get_strategy_unknown_raises():
         get_strategy("nope")
 
 
-def test_rank_is_best_first():
-    assert list(rank(np.array([0.1, 0.9, 0.5, 0.3]), rng())) == [1, 2, 3, 0]
+def test_sort_by_is_best_first():
+    order, n_sorted = sort_by(np.array([0.1, 0.9, 0.5, 0.3]), np.zeros(4))
+    assert list(order) == [1, 2, 3, 0] and n_sorted == 4
 
 
-def test_rank_breaks_ties_at_random():
-    utility = np.ones(30)
-    a, b = rank(utility, rng(1)), rank(utility, rng(2))
-    assert is_permutation(a, 30) and is_permutation(b, 30)
-    assert not np.array_equal(a, b)
+def test_sort_by_breaks_ties_by_the_jitter():
+    jitter = rng(1).random(30)
+    order, _ = sort_by(np.ones(30), jitter)
+    assert np.array_equal(order, np.argsort(jitter))
 
 
-@pytest.mark.parametrize("k", [1, 10, 99])
-def test_top_k_returns_k_best_in_order(k):
-    utility = rng(3).random(100)
-    assert np.array_equal(top_k(utility, k, rng()), np.argsort(-utility)[:k])
+@pytest.mark.parametrize("head", [1, 10, 99])
+def test_sort_by_with_a_head_sorts_exactly_a_full_sorts_head(head):
+    utility = np.round(rng(3).random(2_000), 2)  # ties at every boundary
+    jitter = rng(4).random(2_000)
+    full, _ = sort_by(utility, jitter)
+    order, n_sorted = sort_by(utility, jitter, head=head)
+    assert n_sorted >= head
+    assert np.array_equal(order[:n_sorted], full[:n_sorted])
+    assert is_permutation(order, 2_000)
+    # Every row after the head ranks below it, so sorting the rest completes the full order.
+    rest = order[n_sorted:]
+    assert utility[rest].max() <= utility[order[n_sorted - 1]]
+    rest = rest[sort_by(utility[rest], jitter[rest])[0]]
+    assert np.array_equal(np.concatenate([order[:n_sorted], rest]), full)
 
 
-def test_top_k_beyond_n_ranks_everything():
+def test_sort_by_with_a_head_beyond_the_rows_sorts_them_all():
     utility = rng(4).random(20)
-    assert np.array_equal(top_k(utility, 50, rng()), np.argsort(-utility))
+    order, n_sorted = sort_by(utility, np.zeros(20), head=50)
+    assert np.array_equal(order, np.argsort(-utility)) and n_sorted == 20
 
 
 def test_prefer_label_favours_likely_and_uncertain():
