@@ -22,13 +22,14 @@ from .options import ESTIMATE, estimate_options, setting_options
 from .persist import ModelFileError
 from .pool import PoolError, load_pool
 from .settings import EngineError, EngineSettings
+from .simulate import SimulationError
 from .stopping import StopRule, StopRuleError
 from .store import AnnotationStore, StoreError
 from .strategies import STRATEGIES, StrategyError
 
 DEFAULT_DB = "retrain_loop.db"
 _USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
-                OfflineError, ModelFileError, AuditError, StopRuleError)
+                OfflineError, ModelFileError, AuditError, StopRuleError, SimulationError)
 # Below this many rows a file is written before a progress bar would have drawn itself.
 _PROGRESS_ROWS = 20_000
 
@@ -351,44 +352,6 @@ def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
 # -- simulate ----------------------------------------------------------------------------------
 
 
-def _known_labels(pool, label_column: str) -> tuple[list[str], list[int]]:
-    """The sorted distinct labels of the label column, and each row's index into them."""
-    values = []
-    for k, task in enumerate(pool.tasks):
-        value = task.get(label_column)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if pool.id_column is not None:
-                row = f"row with id {task[pool.id_column]!r}"
-            else:
-                row = f"row {k + 1} (counting data rows from 1)"
-            raise CliError(f"{pool.path}: {row} has no label in column {label_column!r}; "
-                           "a simulation needs every row's true label")
-        values.append(str(value))
-    labels = sorted(set(values))
-    if len(labels) < 2:
-        raise CliError(f"{pool.path}: column {label_column!r} holds {len(labels)} distinct "
-                       f"label{'s' if len(labels) != 1 else ''}; a simulation needs at least two")
-    index = {label: i for i, label in enumerate(labels)}
-    return labels, [index[v] for v in values]
-
-
-def _summary_table(summary: list[dict]) -> str:
-    header = ["strategy", "AULC", "labels to 95%", "final accuracy", "full-data accuracy",
-              "stop at", "accuracy at stop", "interval coverage"]
-
-    def fmt(value, never="never") -> str:
-        return never if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    rows = [[s["strategy"], f"{s['aulc']:.4f}", fmt(s["labels_to_95pct"]),
-             f"{s['final_accuracy']:.4f}", f"{s['full_data_accuracy']:.4f}",
-             fmt(s["labels_at_stop"]), fmt(s["accuracy_at_stop"], "-"),
-             fmt(s["estimate_coverage"], "-")] for s in summary]
-    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
-                               for j, (cell, w) in enumerate(zip(r, widths)))
-                     for r in [header, *rows])
-
-
 @main.command()
 @click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False))
 @click.option("--label-column", required=True, help="Column holding each row's true label.")
@@ -419,6 +382,7 @@ def simulate(pool_path, label_column, features, id_column, strategies, seeds, in
     import numpy as np
 
     from . import simulate as sim
+    from .report import summary_table
 
     feature_list = _split(features)
     if feature_list and label_column in feature_list:
@@ -426,12 +390,9 @@ def simulate(pool_path, label_column, features, id_column, strategies, seeds, in
     with user_errors():
         pool = load_pool(pool_path, features=feature_list, id_column=id_column,
                          exclude=(label_column,))
-    if not any(label_column in task for task in pool.tasks):
-        columns = [c for c in pool.tasks[0] if not c.startswith("_")]
-        raise CliError(f"{pool_path}: no label column {label_column!r}; columns are {columns}")
-    labels, y = _known_labels(pool, label_column)
     strategies = list(dict.fromkeys(strategies))
     with user_errors():
+        labels, y = sim.known_labels(pool, label_column)
         engine_settings = EngineSettings(**settings)
     run_options = {"initial": initial, "budget": budget, "test_size": test_size}
     rounds = sim.rounds_per_run(len(pool), batch_size=engine_settings.batch_size, **run_options)
@@ -440,17 +401,14 @@ def simulate(pool_path, label_column, features, id_column, strategies, seeds, in
                f"({len(labels)} labels, features {', '.join(pool.features)}), {seeds} seeds",
                err=True)
     with user_errors():
-        try:
-            with click.progressbar(length=rounds * len(strategies) * seeds, label="Rounds",
-                                   file=sys.stderr) as bar:
-                curves, full = sim.simulate(pool.X, np.asarray(y), labels, engine_settings,
-                                            strategies=strategies, seeds=range(seeds),
-                                            on_round=lambda: bar.update(1), **run_options)
-            title = f"{Path(pool_path).name}: {model}, {engine_settings.update}, {seeds} seeds"
-            summary = sim.write_outputs(out_dir, curves, full, title=title)
-        except sim.SimulationError as e:
-            raise CliError(str(e)) from e
-    click.echo(_summary_table(summary))
+        with click.progressbar(length=rounds * len(strategies) * seeds, label="Rounds",
+                               file=sys.stderr) as bar:
+            curves, full = sim.simulate(pool.X, np.asarray(y), labels, engine_settings,
+                                        strategies=strategies, seeds=range(seeds),
+                                        on_round=lambda: bar.update(1), **run_options)
+        title = f"{Path(pool_path).name}: {model}, {engine_settings.update}, {seeds} seeds"
+        summary = sim.write_outputs(out_dir, curves, full, title=title)
+    click.echo(summary_table(summary))
     click.echo(f"Wrote curves.csv, summary.csv and curves.png to {out_dir}", err=True)
 
 

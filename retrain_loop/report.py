@@ -1,4 +1,5 @@
-"""Plain-text reports of how good the model is and whether to stop, for ``retrain-loop status``."""
+"""Plain-text reports: how good the model is and whether to stop (``retrain-loop status``), and a
+simulation's summary (``retrain-loop simulate``)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,21 @@ def _counts(per_label: dict[str, int]) -> str:
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def summary_table(summary: list[dict[str, Any]]) -> str:
+    """A simulation's summary (``simulate.summarize``) as an aligned table."""
+    header = ["strategy", "AULC", "labels to 95%", "final accuracy", "full-data accuracy",
+              "stop at", "accuracy at stop", "interval coverage"]
+
+    def fmt(value, never="never") -> str:
+        return never if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    rows = [[s["strategy"], f"{s['aulc']:.4f}", fmt(s["labels_to_95pct"]),
+             f"{s['final_accuracy']:.4f}", f"{s['full_data_accuracy']:.4f}",
+             fmt(s["labels_at_stop"]), fmt(s["accuracy_at_stop"], "-"),
+             fmt(s["estimate_coverage"], "-")] for s in summary]
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
+                               for j, (cell, w) in enumerate(zip(r, widths)))
+                     for r in [header, *rows])

@@ -39,6 +39,33 @@ class SimulationError(ValueError):
     """Data or settings a simulation cannot run with."""
 
 
+def known_labels(pool: Pool, label_column: str) -> tuple[list[str], list[int]]:
+    """The sorted distinct labels of the label column, and each row's index into them; every
+    row must have one."""
+    if not any(label_column in task for task in pool.tasks):
+        columns = [c for c in pool.tasks[0] if not c.startswith("_")]
+        raise SimulationError(f"{pool.path}: no label column {label_column!r}; columns are "
+                              f"{columns}")
+    values = []
+    for k, task in enumerate(pool.tasks):
+        value = task.get(label_column)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if pool.id_column is not None:
+                row = f"row with id {task[pool.id_column]!r}"
+            else:
+                row = f"row {k + 1} (counting data rows from 1)"
+            raise SimulationError(f"{pool.path}: {row} has no label in column "
+                                  f"{label_column!r}; a simulation needs every row's true label")
+        values.append(str(value))
+    labels = sorted(set(values))
+    if len(labels) < 2:
+        raise SimulationError(f"{pool.path}: column {label_column!r} holds {len(labels)} "
+                              f"distinct label{'s' if len(labels) != 1 else ''}; a simulation "
+                              "needs at least two")
+    index = {label: i for i, label in enumerate(labels)}
+    return labels, [index[v] for v in values]
+
+
 def split(y: np.ndarray, seed: int, test_size: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """Pool and test positions: stratified, and the same for every strategy with this seed."""
     positions = np.arange(len(y))
