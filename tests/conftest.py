@@ -1,4 +1,5 @@
-"""Shared fixtures: real pool files, real SQLite files and a real server on 127.0.0.1."""
+"""Shared fixtures: real pool files, real SQLite files, the app in process (``client``) and a real
+server on 127.0.0.1 (``serve``)."""
 
 from __future__ import annotations
 
@@ -149,4 +150,49 @@ def serve(tmp_path):
     for server in servers:
         server.stop()
     for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def client(tmp_path):
+    """client(rows, labels, *, view=..., features=..., batch_size=..., model=..., dataset=...,
+    db_path=..., app_options={...}, base_url=..., **engine_kwargs) -> a ``TestClient`` over
+    ``create_app(engine)``: the API in process, over a real SQLite file, with no server. Its
+    ``.engine`` is the engine; ``app_options`` go to ``create_app``. The client, the engine and
+    the store close at teardown.
+
+    The client's Host is 127.0.0.1, not TestClient's "testserver": the guard of a loopback app
+    (``create_app``'s default host) answers only to loopback names.
+    """
+    from fastapi.testclient import TestClient
+
+    made: list[tuple[TestClient, Engine, AnnotationStore]] = []
+
+    def make(rows, labels=RGB, *, view="record", features=None, batch_size=5, model="logreg",
+             dataset="test", db_path=None, app_options=None, base_url="http://127.0.0.1",
+             **kwargs) -> TestClient:
+        pool_path = write_jsonl(tmp_path / f"pool{len(made)}.jsonl", rows)
+        pool = load_pool(pool_path, features=features)
+        store = AnnotationStore(db_path or tmp_path / "answers.db")
+        try:
+            engine = build_engine(pool, store, dataset, labels, model=model,
+                                  batch_size=batch_size, **kwargs)
+        except BaseException:
+            store.close()
+            raise
+        try:
+            test_client = TestClient(create_app(engine, view=view, **(app_options or {})),
+                                     base_url=base_url).__enter__()
+        except BaseException:
+            engine.close()
+            store.close()
+            raise
+        test_client.engine = engine
+        made.append((test_client, engine, store))
+        return test_client
+
+    yield make
+    for test_client, engine, store in made:
+        test_client.__exit__(None, None, None)
+        engine.close()
         store.close()

@@ -1,4 +1,5 @@
-"""The HTTP API on a real server at 127.0.0.1, driven by a real HTTP client."""
+"""The HTTP API's contract, in process (the ``client`` fixture: ``TestClient(create_app(...))``
+over a real SQLite file), and a restart on a real server at 127.0.0.1 (the ``serve`` fixture)."""
 
 from __future__ import annotations
 
@@ -24,36 +25,36 @@ def post(client, answers, session="alice"):
     return client.post("/api/answers", json={"session": session, "answers": answers})
 
 
-def test_project_health_and_security_headers(serve):
-    url = serve(rgb_rows(50), RGB, view="colour", batch_size=7)
-    with httpx.Client(base_url=url) as client:
-        assert client.get("/healthz").json()["ok"] is True
-        project = client.get("/api/project").json()
-        assert project["dataset"] == "test" and project["labels"] == RGB
-        assert project["view"] == "colour" and project["batch_size"] == 7
-        page = client.get("/")
-        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-        assert "default-src 'self'" in page.headers["content-security-policy"]
+def test_project_health_and_security_headers(client):
+    api = client(rgb_rows(50), RGB, view="colour", batch_size=7)
+    assert api.get("/healthz").json() == {"ok": True, "model_round": 0}
+    project = api.get("/api/project").json()
+    assert project["dataset"] == "test" and project["labels"] == RGB
+    assert project["view"] == "colour" and project["batch_size"] == 7
+    assert project["n_pool"] == 50 and project["model"] == "logreg"
+    page = api.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
 
 
-def test_scripted_annotator_trains_a_model_end_to_end(serve, tmp_path):
-    """Ten batches over HTTP with the default LightGBM model, then a held-out check."""
+def test_scripted_annotator_trains_a_model_end_to_end(client, tmp_path):
+    """Ten batches through the API with a LightGBM model, then a held-out check."""
     db = tmp_path / "e2e.db"
-    url = serve(rgb_rows(800, seed=1), RGB, features=["r", "g", "b"], batch_size=10,
-                model="lightgbm", db_path=db)
-    engine = serve.last_engine
+    api = client(rgb_rows(800, seed=1), RGB, features=["r", "g", "b"], batch_size=10,
+                 model="lightgbm", db_path=db)
+    engine = api.engine
     posted = set()
-    with httpx.Client(base_url=url, timeout=30) as client:
-        for _ in range(N_BATCHES):
-            tasks, answers = label_batch(client)
-            assert len(tasks) == 10
-            assert not {t["_task_hash"] for t in tasks} & posted
-            assert post(client, answers).json() == {"stored": 10}
-            # A client retrying after a timeout must not double-count.
-            assert post(client, answers).json() == {"stored": 0}
-            posted |= {t["_task_hash"] for t in tasks}
-            assert engine.wait_idle(60)
-        stats = client.get("/api/stats").json()
+    for _ in range(N_BATCHES):
+        tasks, answers = label_batch(api)
+        assert len(tasks) == 10
+        assert not {t["_task_hash"] for t in tasks} & posted
+        assert post(api, answers).json() == {"stored": 10}
+        # A client retrying after a timeout must not double-count.
+        assert post(api, answers).json() == {"stored": 0}
+        posted |= {t["_task_hash"] for t in tasks}
+        assert engine.wait_idle(60)
+    stats = api.get("/api/stats").json()
     assert stats["n_annotations"] == 10 * N_BATCHES
     assert sum(stats["per_label"].values()) == 10 * N_BATCHES
     assert stats["model_round"] >= 5 and stats["last_error"] is None
@@ -119,11 +120,10 @@ def test_restart_loses_nothing_serves_at_once_and_refits_in_the_background(serve
     assert len(served) == len(rows) - 30
 
 
-def test_leased_rows_go_to_one_session_only(serve):
-    url = serve(rgb_rows(40), RGB, batch_size=10)
-    with httpx.Client(base_url=url) as client:
-        batches = [client.post("/api/questions", json={"session": s}).json()["tasks"]
-                   for s in ["alice", "bob", "carol", "dave", "erin"]]
+def test_leased_rows_go_to_one_session_only(client):
+    api = client(rgb_rows(40), RGB, batch_size=10)
+    batches = [api.post("/api/questions", json={"session": s}).json()["tasks"]
+               for s in ["alice", "bob", "carol", "dave", "erin"]]
     hashes = [t["_input_hash"] for batch in batches for t in batch]
     assert len(hashes) == len(set(hashes)) == 40
     assert batches[-1] == []
@@ -149,60 +149,53 @@ def _valid_answer(client):
         (lambda a: {"session": "alice", "answers": [a, dict(a, accept=["red", "blue"])]}, 422),
     ],
 )
-def test_bad_bodies_get_4xx_and_store_nothing(serve, mutate, status):
-    url = serve(rgb_rows(30), RGB)
-    with httpx.Client(base_url=url) as client:
-        response = client.post("/api/answers", json=mutate(_valid_answer(client)))
-        assert response.status_code == status, response.text
-        assert response.json()["detail"]
-        assert client.get("/api/stats").json()["n_annotations"] == 0
-    assert serve.last_engine.store.count("test") == 0
+def test_bad_bodies_get_4xx_and_store_nothing(client, mutate, status):
+    api = client(rgb_rows(30), RGB)
+    response = api.post("/api/answers", json=mutate(_valid_answer(api)))
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    assert api.get("/api/stats").json()["n_annotations"] == 0
+    assert api.engine.store.count("test") == 0
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[]", b"null"])
-def test_unparseable_bodies_get_422(serve, body):
-    url = serve(rgb_rows(10), RGB)
-    with httpx.Client(base_url=url) as client:
-        response = client.post("/api/answers", content=body,
-                               headers={"content-type": "application/json"})
+def test_unparseable_bodies_get_422(client, body):
+    api = client(rgb_rows(10), RGB)
+    response = api.post("/api/answers", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 422
 
 
-def test_questions_validate_their_parameters(serve):
-    url = serve(rgb_rows(10), RGB)
-    with httpx.Client(base_url=url) as client:
-        for body in [{}, {"session": "<b>"}, {"session": "a", "n": 0}, {"session": "a", "x": 1}]:
-            assert client.post("/api/questions", json=body).status_code == 422, body
+def test_questions_validate_their_parameters(client):
+    api = client(rgb_rows(10), RGB)
+    for body in [{}, {"session": "<b>"}, {"session": "a", "n": 0}, {"session": "a", "x": 1}]:
+        assert api.post("/api/questions", json=body).status_code == 422, body
 
 
-def test_pool_fields_travel_as_data(serve):
+def test_pool_fields_travel_as_data(client):
     rows = [{"id": "x1", "name": "<script>alert(1)</script>", "v": 1.0},
             {"id": "x2", "name": "<b>bold</b>", "v": 2.0}]
-    url = serve(rows, ["a", "b"], features=["v"])
-    with httpx.Client(base_url=url) as client:
-        tasks = client.post("/api/questions", json={"session": "s"}).json()["tasks"]
+    api = client(rows, ["a", "b"], features=["v"])
+    tasks = api.post("/api/questions", json={"session": "s"}).json()["tasks"]
     assert {t["name"] for t in tasks} == {"<script>alert(1)</script>", "<b>bold</b>"}
 
 
-def test_image_route_serves_only_images_under_the_pool_folder(serve, tmp_path):
+def test_image_route_serves_only_images_under_the_pool_folder(client, tmp_path):
     (tmp_path / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
     (tmp_path / "secret.txt").write_text("no")
-    url = serve([{"id": "1", "image": "cat.png", "v": 1}], ["a", "b"], view="image",
-                features=["v"])
-    with httpx.Client(base_url=url) as client:
-        assert client.get("/api/image", params={"path": "cat.png"}).status_code == 200
-        for bad in ["secret.txt", "../cat.png", "/etc/passwd", "missing.png",
-                    str(tmp_path / ".." / "x.png")]:
-            assert client.get("/api/image", params={"path": bad}).status_code == 404, bad
+    api = client([{"id": "1", "image": "cat.png", "v": 1}], ["a", "b"], view="image",
+                 features=["v"])
+    assert api.get("/api/image", params={"path": "cat.png"}).status_code == 200
+    for bad in ["secret.txt", "../cat.png", "/etc/passwd", "missing.png",
+                str(tmp_path / ".." / "x.png")]:
+        assert api.get("/api/image", params={"path": bad}).status_code == 404, bad
 
 
-def test_export_of_stored_answers_matches_what_was_posted(serve, tmp_path):
-    url = serve(rgb_rows(50), RGB, features=["r", "g", "b"])
-    with httpx.Client(base_url=url) as client:
-        tasks, answers = label_batch(client)
-        post(client, answers).raise_for_status()
+def test_export_of_stored_answers_matches_what_was_posted(client):
+    api = client(rgb_rows(50), RGB, features=["r", "g", "b"])
+    tasks, answers = label_batch(api)
+    post(api, answers).raise_for_status()
     buffer = io.StringIO()
-    serve.last_engine.store.export_jsonl("test", buffer)
+    api.engine.store.export_jsonl("test", buffer)
     records = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert {r["_task_hash"] for r in records} == {t["_task_hash"] for t in tasks}
     for r in records:
