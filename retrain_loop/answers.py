@@ -75,6 +75,8 @@ class Answer(BaseModel):
     task_hash: StrictInt = Field(alias="_task_hash")
     answer: Literal["accept", "reject", "ignore"]
     accept: list[StrictStr] = Field(default_factory=list, max_length=100)
+    # Set on a binary question ("is this row LABEL?"): accept says yes, reject says no.
+    label: StrictStr | None = None
     meta: dict[str, Any] | None = None
 
     @field_validator("meta")
@@ -96,7 +98,10 @@ class Answer(BaseModel):
 
     @model_validator(mode="after")
     def _one_label_when_accepted(self) -> Answer:
-        if self.answer == "accept" and len(self.accept) != 1:
+        if self.label is not None:
+            if self.accept not in ([], [self.label]):
+                raise ValueError("a binary answer accepts its own label or nothing")
+        elif self.answer == "accept" and len(self.accept) != 1:
             raise ValueError("an accepted answer must choose exactly one label")
         return self
 
@@ -108,9 +113,16 @@ def check_session(session: Any) -> None:
         )
 
 
-def to_record(answer: Any, pool: Pool, labels: Sequence[str], task_hash: Callable[[int], int],
-              sid: str, now: int) -> tuple[int, dict[str, Any]]:
-    """The pool index an answer is for, and the record to store; ``AnswerError`` if it is bad."""
+def to_record(answer: Any, pool: Pool, labels: Sequence[str],
+              task_hash: Callable[[int, str | None], int], sid: str, now: int
+              ) -> tuple[int, dict[str, Any]]:
+    """The pool index an answer is for, and the record to store; ``AnswerError`` if it is bad.
+
+    ``task_hash(index, label)`` is this project's question about a row: which of the labels
+    (``label`` None), or is it ``label`` (a binary question). A binary answer is stored as
+    Prodigy's teach recipes store one, with its ``label``; accepted, it is that label; rejected,
+    the row stays to be labelled and ``meta.rejected_label`` says which label it is not.
+    """
     try:
         parsed = Answer.model_validate(answer)
     except ValidationError as e:
@@ -118,25 +130,31 @@ def to_record(answer: Any, pool: Pool, labels: Sequence[str], task_hash: Callabl
         where = ".".join(str(part) for part in first.get("loc", ())) or "answer"
         raise AnswerError(f"{where}: {first.get('msg', 'invalid')}") from None
     input_hash, verdict, accept = parsed.input_hash, parsed.answer, list(parsed.accept)
+    asked = parsed.label
     index = pool.index_of(input_hash)
     if index is None:
         raise UnknownTask(f"no row in the pool has _input_hash {input_hash}")
-    expected = task_hash(index)
-    if parsed.task_hash != expected:
-        raise TaskMismatch(
-            f"_task_hash {parsed.task_hash!r} does not match row {input_hash} "
-            "asked with this project's labels"
-        )
-    unknown = [a for a in accept if a not in labels]
+    unknown = [a for a in [*accept, *([asked] if asked is not None else [])] if a not in labels]
     if unknown:
         raise UnknownLabel(f"unknown label {unknown[0]!r}: the labels are {', '.join(labels)}")
-    meta = parsed.meta
+    expected = task_hash(index, asked)
+    if parsed.task_hash != expected:
+        question = f"asked whether it is {asked!r}" if asked else "asked with this project's labels"
+        raise TaskMismatch(f"_task_hash {parsed.task_hash!r} does not match row {input_hash} "
+                           f"{question}")
+    meta = dict(parsed.meta) if isinstance(parsed.meta, dict) else {}
     record = dict(pool.tasks[index])
+    if asked is None:
+        record["options"] = [{"id": label, "text": label} for label in labels]
+    else:
+        record["label"] = asked
+        accept = [asked] if verdict == "accept" else []
+        if verdict == "reject":
+            meta["rejected_label"] = asked
     record.update(
-        options=[{"id": label, "text": label} for label in labels],
         accept=accept,
         answer=verdict,
-        meta=meta if isinstance(meta, dict) else {},
+        meta=meta,
         _input_hash=input_hash,
         _task_hash=expected,
         _session_id=sid,

@@ -16,6 +16,7 @@ from . import __version__
 from .answers import AnswerError
 from .audit import AuditError
 from .engine import Engine
+from .keys import KeysError
 from .models import ModelError
 from .offline import OfflineError
 from .options import ESTIMATE, estimate_options, setting_options
@@ -29,7 +30,8 @@ from .strategies import STRATEGIES, StrategyError
 
 DEFAULT_DB = "retrain_loop.db"
 _USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
-                OfflineError, ModelFileError, AuditError, StopRuleError, SimulationError)
+                OfflineError, ModelFileError, AuditError, StopRuleError, SimulationError,
+                KeysError)
 # Below this many rows a file is written before a progress bar would have drawn itself.
 _PROGRESS_ROWS = 20_000
 
@@ -84,13 +86,16 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--view", type=click.Choice(["colour", "record", "image"]), default="record",
               show_default=True)
-@setting_options("model", "strategy", "batch_size", "explore", "prefer", "seed", "lease_seconds",
-                 "update", "audit", *ESTIMATE, batch_size={"type": click.IntRange(1, 200)})
+@setting_options("model", "strategy", "mode", "batch_size", "explore", "prefer", "seed",
+                 "lease_seconds", "update", "audit", *ESTIMATE,
+                 batch_size={"type": click.IntRange(1, 200)})
+@click.option("--keys", help="The keys that pick the labels, one character per label in order "
+              "(default: 1-9, 0, then q, w, e, ... as on a keyboard).")
 @click.option("--token", envvar="RETRAIN_LOOP_TOKEN", show_envvar=True,
               help="Required of every request. Made up and printed in the URL when --host is not "
               "this machine and none is given; none by default on 127.0.0.1.")
 def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, view, token,
-          **settings):
+          keys, **settings):
     """Serve the annotation page and API for DATASET over the rows in POOL.
 
     Example: retrain-loop serve colours colours.jsonl --label red,green,blue --features r,g,b --view colour
@@ -99,10 +104,12 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
 
     import uvicorn
 
+    from .keys import label_keys
     from .server import create_app
     from .server.guard import is_loopback
 
     with user_errors():
+        label_keys(_split(labels) or [], keys)  # refused before anything is read or created
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
         with _new_file_removed_on_error(db_path):
             store = AnnotationStore(db_path)
@@ -115,7 +122,7 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
         exposed = not is_loopback(host)
         if exposed and not token:
             token = secrets.token_urlsafe(18)
-        app = create_app(engine, view=view, host=host, token=token)
+        app = create_app(engine, view=view, host=host, token=token, keys=keys)
     stats = engine.stats()
     click.echo(
         f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {db_path}"

@@ -24,7 +24,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from .answers import Answered, check_session, outcome, served_meta, to_record
+from .answers import (
+    SERVED,
+    Answered,
+    UnknownTask,
+    check_session,
+    outcome,
+    served_meta,
+    to_record,
+)
 from .audit import AuditDraw
 from .hashing import task_hash
 from .history import RoundHistory
@@ -118,19 +126,27 @@ class Engine:
             raise EngineError("the engine has not started: call start() first")
         return self.rounds
 
-    def _take_stored_answers(self) -> None:
-        """Take in the stored answers (``answers.Answered``), counting those for no pool row."""
+    def _take_stored_answers(self, replace: bool = False) -> None:
+        """Take in the stored answers (``answers.Answered``), counting those for no pool row;
+        ``replace``: they are all there is (an answer was deleted), not only what is new."""
         label_index = self.refitter.label_index
         answered = Answered.read(self.store.get(self.dataset), self.pool, label_index)
-        self.queue.mark_answered(answered.rows)
+        self.queue.mark_answered(answered.rows, exactly=replace)
         with self._lock:
             self._rejected = answered.rejected
-            self._outcomes.update(answered.latest)
+            if replace:
+                self._outcomes = answered.latest
+            else:
+                self._outcomes.update(answered.latest)
             self.n_unmatched = answered.unmatched
 
     # -- serving ------------------------------------------------------------------------------
 
-    def task_hash(self, index: int) -> int:
+    def task_hash(self, index: int, label: str | None = None) -> int:
+        """The question asked about row ``index``: which of the labels, or (``label``) whether
+        it is that label."""
+        if label is not None:
+            return task_hash(int(self.pool.input_hashes[index]), [label])
         h = self._task_hashes.get(index)
         if h is None:
             h = task_hash(int(self.pool.input_hashes[index]), self.labels)
@@ -139,10 +155,16 @@ class Engine:
 
     def _task(self, index: int, lease: Lease) -> dict[str, Any]:
         task = dict(self.pool.tasks[index])
-        task["_task_hash"] = self.task_hash(index)
         task["options"] = self.options
-        task["accept"] = [lease.guess] if lease.guess is not None else []
         task["meta"] = dict(lease.meta)
+        if self.settings.mode == "binary" and lease.guess is not None:
+            # Is it the model's guess? Rows without one (cold start, audits) are asked as choice.
+            task["label"] = lease.guess
+            task["_task_hash"] = self.task_hash(index, lease.guess)
+            task["accept"] = []
+        else:
+            task["_task_hash"] = self.task_hash(index)
+            task["accept"] = [lease.guess] if lease.guess is not None else []
         return task
 
     def get_questions(self, session: str, n: int | None = None) -> list[dict[str, Any]]:
@@ -157,8 +179,28 @@ class Engine:
         return [self._task(index, lease) for index, lease in leased]
 
     def release_session(self, session: str) -> int:
-        """Put a session's outstanding rows back at the head of the queue (a page reload)."""
+        """Put a session's outstanding rows back at the head of the queue (a page reload, a
+        closed tab)."""
         return self.queue.release(session)
+
+    def retract(self, session: str, input_hash: Any, task_hash: Any) -> int:
+        """Undo a saved answer: delete ``session``'s answer to the task, and hold its row for
+        that session again (the page shows it next). Returns how many answers were deleted."""
+        self._started()
+        check_session(session)
+        index = self.pool.index_of(input_hash)
+        if index is None:
+            raise UnknownTask(f"no row in the pool has _input_hash {input_hash}")
+        if not -(2**63) <= task_hash < 2**63:  # no stored answer has it, and SQLite cannot say so
+            return 0
+        removed = self.store.remove(self.dataset, session_id(self.dataset, session), task_hash)
+        if removed is None:
+            return 0
+        self._take_stored_answers(replace=True)  # another session's answer may still hold the row
+        served = {k: v for k, v in (removed.get("meta") or {}).items() if k in SERVED}
+        self.queue.hold(index, session, served)
+        self.worker.request()
+        return 1
 
     def ranked(self, top: int | None = None) -> list[dict[str, Any]]:
         """The open rows in the current model's order, without leasing them (offline scoring).
@@ -206,10 +248,17 @@ class Engine:
         for record, served in zip(records, self.queue.served(indices)):
             record["meta"] = served_meta(record, served, self.store, self.dataset)
         stored = self.store.add(self.dataset, records)
-        self.queue.mark_answered(indices)
+        said_not = {index: record["meta"]["rejected_label"] for index, record in checked
+                    if record["answer"] == "reject" and "rejected_label" in record["meta"]}
+        # A rejected suggestion leaves its row to label, never again as that label.
+        self.queue.mark_answered([index for index in indices if index not in said_not])
+        self.queue.end_leases(list(said_not))
         with self._lock:
             for record in records:
                 self._outcomes[(sid, record["_task_hash"])] = outcome(record)
+            for index, label in said_not.items():
+                if label in self.refitter.label_index:
+                    self._rejected.setdefault(index, set()).add(self.refitter.label_index[label])
         if stored:
             self.worker.request()
         return stored
@@ -293,6 +342,7 @@ class Engine:
             "n_pool": len(self.pool),
             "n_remaining": counts["open"],
             "n_out": counts["out"],
+            "next_release_s": counts["next_release_s"],  # when the first row out frees up
             "n_unmatched": self.n_unmatched,  # stored answers for rows not in this pool
             "audit": self.settings.audit,
             "estimate": rounds.estimate(),

@@ -9,6 +9,7 @@ time comes from the clock it was given, so a test can move time instead of sleep
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -140,16 +141,32 @@ class LeaseQueue:
 
     # -- answers and refits -------------------------------------------------------------------
 
-    def mark_answered(self, rows: Iterable[int] | np.ndarray) -> None:
+    def mark_answered(self, rows: Iterable[int] | np.ndarray, exactly: bool = False) -> None:
         """Rows answered (pool indices, or a bool per row): never served again, their leases
-        end."""
+        end. ``exactly`` (a bool per row): these and no others are answered."""
         with self._lock:
             if isinstance(rows, np.ndarray) and rows.dtype == bool:
-                self._answered |= rows
+                if exactly:
+                    self._answered[:] = rows
+                else:
+                    self._answered |= rows
                 rows = [index for index in self._leases if rows[index]]
             for index in rows:
                 self._answered[index] = True
                 self._leases.pop(index, None)
+
+    def end_leases(self, rows: Iterable[int]) -> None:
+        """Rows answered without being settled (a rejected suggestion): their leases end, and they
+        are open again, for the next ranking to place."""
+        with self._lock:
+            for index in rows:
+                self._leases.pop(index, None)
+
+    def hold(self, index: int, session: str, meta: dict[str, Any]) -> None:
+        """Lease row ``index`` to ``session`` with ``meta`` (a retracted answer's row, which
+        that session's page shows again)."""
+        with self._lock:
+            self._leases[index] = Lease(session, self.clock() + self.lease_seconds, dict(meta))
 
     def open_rows(self) -> np.ndarray:
         """A bool per row: neither answered nor out with a session (a copy). A row whose lease
@@ -182,10 +199,16 @@ class LeaseQueue:
 
     # -- reporting ----------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
+        """Rows open and out, and in how many seconds the first row out frees up (None when
+        none is out, or none ever frees up by itself)."""
         with self._lock:
-            self._expire(self.clock())
-            return {"open": int((~self._answered).sum()), "out": len(self._leases)}
+            now = self.clock()
+            self._expire(now)
+            first = min((lease.expires for lease in self._leases.values()), default=None)
+            return {"open": int((~self._answered).sum()), "out": len(self._leases),
+                    "next_release_s": (round(first - now, 1)
+                                       if first is not None and math.isfinite(first) else None)}
 
     def answered_share(self) -> float:
         return float(self._answered.mean()) if len(self._answered) else 0.0

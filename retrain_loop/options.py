@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .settings import UPDATE_MODES, EngineSettings
+from .settings import MODES, UPDATE_MODES, EngineSettings
 from .strategies import STRATEGIES
 
 # The click type of each setting a command can take; the rest are set from Python only.
@@ -25,6 +25,7 @@ TYPES: dict[str, Any] = {
     "prefer": str,
     "seed": int,
     "update": click.Choice(UPDATE_MODES),
+    "mode": click.Choice(MODES),
     "lease_seconds": click.FloatRange(min=0, min_open=True),
     "audit": click.FloatRange(0, 1),
     "audit_window": click.IntRange(min=1),

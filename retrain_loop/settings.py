@@ -21,6 +21,7 @@ from .stopping import StopRule
 from .strategies import STRATEGIES, get_strategy
 
 UPDATE_MODES = ("refit", "incremental")
+MODES = ("choice", "binary")
 
 
 class EngineError(ValueError):
@@ -52,6 +53,10 @@ class EngineSettings:
     seed: int = _setting(0, "Random seed.")
     update: str = _setting(
         "refit", "refit: fit from scratch on every batch; incremental: partial_fit (nb, sgd).")
+    mode: str = _setting(
+        "choice", "choice: pick each row's label; binary: accept or reject the model's guess, one "
+        "suggested label per row (rows without a guess yet, and random checks, are asked as "
+        "choice).")
     lease_seconds: float = _setting(600.0, "How long a served row stays reserved for its annotator.")
     max_out: float | None = _setting(
         None, "Rows one session may hold at once (default: three batches).")
@@ -87,6 +92,8 @@ class EngineSettings:
         if self.update not in UPDATE_MODES:
             raise EngineError(
                 f"unknown update mode {self.update!r}: use one of {', '.join(UPDATE_MODES)}")
+        if self.mode not in MODES:
+            raise EngineError(f"unknown mode {self.mode!r}: use one of {', '.join(MODES)}")
         if not self.lease_seconds > 0:
             raise EngineError(f"lease seconds must be above 0, got {self.lease_seconds}")
         if self.max_out is not None and not self.max_out >= 1:

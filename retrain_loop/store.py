@@ -130,6 +130,24 @@ class AnnotationStore:
         )
         return self._write(sql, rows)
 
+    def remove(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
+        """Delete session ``session``'s (a ``_session_id``) answer to a task, as the annotator's
+        undo of an answer already saved; returns the record removed, if there was one."""
+        with self._lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    f"SELECT id, content FROM {_TABLE} WHERE dataset = ? AND session_id = ? "
+                    "AND task_hash = ?", (dataset, session, task_hash)).fetchone()
+                if row is not None:
+                    conn.execute(f"DELETE FROM {_TABLE} WHERE id = ?", (row[0],))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return json.loads(row[1]) if row is not None else None
+
     def _write(self, sql: str, rows: list[tuple]) -> int:
         """Run one statement per row in one transaction; returns how many rows changed."""
         with self._lock:

@@ -10,10 +10,11 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..answers import SESSION_PATTERN, Answer, AnswerError
 from ..engine import Engine
+from ..keys import label_keys as keys_for
 from ..store import StoreError
 from .guard import MAX_BODY, Guard
 
@@ -35,6 +36,20 @@ class QuestionsRequest(BaseModel):
     fresh: bool = False  # a page (re)load: hand back what the session held first
 
 
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session: str = Field(pattern=SESSION_PATTERN)
+
+
+class RetractRequest(BaseModel):
+    """Undo of a saved answer: the session's answer to this task is deleted."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    session: str = Field(pattern=SESSION_PATTERN)
+    input_hash: StrictInt = Field(alias="_input_hash")
+    task_hash: StrictInt = Field(alias="_task_hash")
+
+
 class AnswerBatch(BaseModel):
     session: str = Field(pattern=SESSION_PATTERN)
     answers: list[Answer] = Field(max_length=1000)
@@ -42,13 +57,16 @@ class AnswerBatch(BaseModel):
 
 def create_app(engine: Engine, *, view: str = "record", image_root: str | Path | None = None,
                host: str = "127.0.0.1", token: str | None = None,
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, keys: str | None = None) -> FastAPI:
     """The ASGI app for one engine, guarded for ``host`` (``guard.py``). Tests use it without
-    starting a server."""
+    starting a server. ``keys`` picks the labels on the page (``keys.label_keys``)."""
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}: use one of {', '.join(VIEWS)}")
     image_root = Path(image_root or engine.pool.path.parent).resolve()
-    app = FastAPI(title="retrain-loop", docs_url="/api/docs", redoc_url=None)
+    label_keys = keys_for(engine.labels, keys)
+    # The interactive docs would load Swagger UI from a CDN, and the page must work offline:
+    # the schema is at /openapi.json for any OpenAPI viewer.
+    app = FastAPI(title="retrain-loop", docs_url=None, redoc_url=None)
     app.state.engine = engine
     app.add_middleware(Guard, host=host, token=token, max_body=max_body)
 
@@ -92,6 +110,8 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
             "model": engine.model_spec,
             "strategy": engine.settings.strategy,
             "n_pool": len(engine.pool),
+            "keys": label_keys,  # one per label; None past the last key
+            "mode": engine.settings.mode,
         }
 
     @app.post("/api/questions")
@@ -99,6 +119,16 @@ def create_app(engine: Engine, *, view: str = "record", image_root: str | Path |
         if request.fresh:
             engine.release_session(request.session)
         return {"tasks": engine.get_questions(request.session, request.n)}
+
+    @app.post("/api/release")
+    def release(request: SessionRequest) -> dict[str, Any]:
+        """A page that closes hands back the rows it held, for others to answer now."""
+        return {"released": engine.release_session(request.session)}
+
+    @app.post("/api/retract")
+    def retract(request: RetractRequest) -> dict[str, Any]:
+        return {"retracted": engine.retract(request.session, request.input_hash,
+                                            request.task_hash)}
 
     @app.post("/api/answers")
     def answers(batch: AnswerBatch) -> dict[str, Any]:
