@@ -1,12 +1,13 @@
-"""Property-based checks of the HTTP API with schemathesis, against a real server.
+"""Property-based checks of the HTTP API with schemathesis.
 
-The schema is read from the running server's ``/openapi.json`` (the ``serve`` fixture). Every
-operation in it gets requests that fit it and requests that do not (schemathesis' positive and
-negative modes), here and in a ``schemathesis run`` of the command line, whose coverage phase
-adds boundary values: whatever comes in, the answer is never a server error (5xx). Another run
-leases real tasks and answers them with generated answers, checking the store and the stats
-against a model of what was sent. The last test pins a server error found by hand: a meta nested
-just under the JSON parser's depth limit.
+The schema is read from the app's own ``/openapi.json``, in process (the ``client`` fixture and
+schemathesis' ASGI transport: no server). Every operation in it gets requests that fit it and
+requests that do not (schemathesis' positive and negative modes), here and in a ``schemathesis
+run`` of the command line against a real server (the ``serve`` fixture: the command line is
+another process), whose coverage phase adds boundary values: whatever comes in, the answer is
+never a server error (5xx). Another run leases real tasks and answers them with generated
+answers, checking the store and the stats against a model of what was sent. The last test pins a
+server error found by hand: a meta nested just under the JSON parser's depth limit.
 
 schemathesis' pytest loader for a schema from a fixture (``schemathesis.pytest.from_fixture``)
 fails on pytest 9.2 (it sets ``Function._nodeid``, which pytest no longer has), so the tests draw
@@ -20,7 +21,6 @@ import sys
 from collections import Counter
 from xml.etree import ElementTree
 
-import httpx
 import pytest
 import schemathesis
 from conftest import RGB, rgb_rows
@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-MAX_EXAMPLES = 40  # per operation (both modes together); the file takes about 20 s
+MAX_EXAMPLES = 40  # per operation (both modes together); the file takes about 15 s
 HYPOTHESIS = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
@@ -46,19 +46,27 @@ OPERATIONS = [
     "POST /api/answers",
     "GET /api/stats",
     "GET /api/image",
+    "POST /api/release",
+    "POST /api/retract",
 ]
 # Operations whose well-formed requests must sometimes succeed: without it, a guard or validator
 # that refused everything would pass the fuzzing unnoticed. (/api/image: the pool folder has no
-# images, so a valid path is a 404.)
-MUST_SUCCEED = {op for op in OPERATIONS if op != "GET /api/image"}
+# images, so a valid path is a 404; a made-up hash is no row of the pool, so a retract is too.)
+MUST_SUCCEED = {op for op in OPERATIONS if op not in ("GET /api/image", "POST /api/retract")}
 # Operations that take input, where requests that break the schema must be refused (4xx).
-TAKE_INPUT = {"POST /api/questions", "POST /api/answers", "GET /api/image"}
+TAKE_INPUT = {"POST /api/questions", "POST /api/answers", "GET /api/image", "POST /api/release",
+              "POST /api/retract"}
+
+
+# The guard of a loopback app answers only to loopback names, and schemathesis' ASGI client says
+# "testserver" unless told otherwise.
+BASE = "http://127.0.0.1"
 
 
 class Api:
-    def __init__(self, base: str, engine, schema):
-        self.base = base
-        self.engine = engine
+    def __init__(self, client, schema):
+        self.client = client  # a TestClient of the same app, for requests of the test's own
+        self.engine = client.engine
         self.schema = schema
 
     def operation(self, label: str):
@@ -68,10 +76,16 @@ class Api:
 
 
 @pytest.fixture
-def api(serve) -> Api:
-    base = serve(rgb_rows(200), RGB, features=["r", "g", "b"], batch_size=5)
-    schema = schemathesis.openapi.from_url(base + "/openapi.json")
-    return Api(base, serve.last_engine, schema)
+def api(client) -> Api:
+    test_client = client(rgb_rows(200), RGB, features=["r", "g", "b"], batch_size=5)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", test_client.app,
+                                            headers={"host": "127.0.0.1"})
+    return Api(test_client, schema)
+
+
+def call(case):
+    """Send a case to the app in process; raises (with the request to reproduce it) on a 5xx."""
+    return case.call_and_validate(base_url=BASE, checks=[not_a_server_error], timeout=30)
 
 
 def labelled_cases(operation) -> st.SearchStrategy:
@@ -85,8 +99,9 @@ def labelled_cases(operation) -> st.SearchStrategy:
 def test_schema_lists_every_operation(api):
     labels = sorted(result.ok().label for result in api.schema.get_all_operations())
     assert labels == sorted(OPERATIONS)
-    # The docs page is where app.py puts it, and the schema is what the server serves.
-    assert httpx.get(api.base + "/api/docs", timeout=10).status_code == 200
+    # No docs page (it would load Swagger UI from a CDN); the schema is what the app serves.
+    assert api.client.get("/api/docs").status_code == 404
+    assert api.schema.raw_schema == api.client.get("/openapi.json").json()
     assert api.schema.raw_schema["info"]["title"] == "retrain-loop"
 
 
@@ -99,9 +114,7 @@ def test_operation_never_answers_with_a_server_error(api, label):
     @given(drawn=labelled_cases(operation))
     def run(drawn) -> None:
         mode, case = drawn
-        # Raises (with the request to reproduce it) on any 5xx.
-        response = case.call_and_validate(checks=[not_a_server_error], timeout=30)
-        statuses[mode][response.status_code] += 1
+        statuses[mode][call(case).status_code] += 1
 
     run()
 
@@ -116,15 +129,16 @@ def test_operation_never_answers_with_a_server_error(api, label):
         assert any(400 <= s < 500 for s in negative), f"{label}: nothing refused: {statuses}"
 
 
-def test_schemathesis_run_finds_no_server_error(api, tmp_path):
-    """The command line's whole run (`schemathesis run`, in a subprocess): besides random
-    fuzzing in both modes, its coverage phase sends each schema's boundary values and
-    systematically broken requests, which 40 random examples can miss. Its JUnit report has
-    one test case per operation."""
+def test_schemathesis_run_finds_no_server_error(serve, tmp_path):
+    """The command line's whole run (`schemathesis run`, in a subprocess, so against a real
+    server): besides random fuzzing in both modes, its coverage phase sends each schema's
+    boundary values and systematically broken requests, which 40 random examples can miss. Its
+    JUnit report has one test case per operation."""
+    base = serve(rgb_rows(200), RGB, features=["r", "g", "b"], batch_size=5)
     junit = tmp_path / "junit.xml"
     # fmt: off
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", api.base + "/openapi.json",
+        sys.executable, "-m", "schemathesis.cli", "run", base + "/openapi.json",
         "--checks", "not_a_server_error",
         "--max-examples", str(MAX_EXAMPLES),
         "--workers", "1",
@@ -154,9 +168,7 @@ def test_generated_answers_to_leased_tasks_are_stored_as_sent(api):
     the store and the stats follow a model of the answers kept per session and task."""
     leased = []
     for i in range(3):  # a session holds at most 3 batches at a time
-        got = httpx.post(
-            api.base + "/api/questions", json={"session": f"lease{i}", "n": 15}, timeout=10
-        )
+        got = api.client.post("/api/questions", json={"session": f"lease{i}", "n": 15})
         assert got.status_code == 200, got.text
         leased += got.json()["tasks"]
     assert len(leased) == 45 and api.engine.stats()["n_out"] == 45
@@ -172,13 +184,14 @@ def test_generated_answers_to_leased_tasks_are_stored_as_sent(api):
         for answer in answers:
             task = data.draw(st.sampled_from(leased))
             answer["_input_hash"], answer["_task_hash"] = task["_input_hash"], task["_task_hash"]
+            answer.pop("label", None)  # these are multiple-choice tasks, not binary questions
             accept = data.draw(st.lists(st.sampled_from([*RGB, "purple"]), max_size=2))
             answer["accept"] = accept
             valid &= all(a in RGB for a in accept) and (
                 answer["answer"] != "accept" or len(accept) == 1
             )
         before = api.engine.store.count("test")
-        response = case.call_and_validate(checks=[not_a_server_error], timeout=30)
+        response = call(case)
         statuses[response.status_code] += 1
         if valid:
             assert response.status_code == 200, (response.status_code, response.text)
@@ -189,7 +202,7 @@ def test_generated_answers_to_leased_tasks_are_stored_as_sent(api):
         else:
             assert response.status_code == 422, (response.status_code, response.text)
             assert api.engine.store.count("test") == before, "a refused batch stored answers"
-        stats = httpx.get(api.base + "/api/stats", timeout=10)
+        stats = api.client.get("/api/stats")
         assert stats.status_code == 200, stats.text
         counts = Counter(kept.values())
         assert api.engine.store.count("test") == len(kept)
@@ -211,12 +224,11 @@ def nested_meta_batch(depth: int) -> bytes:
 
 
 def test_meta_nested_up_to_the_parsers_limit_is_no_server_error(api):
-    def post(depth: int) -> httpx.Response:
-        return httpx.post(
-            api.base + "/api/answers",
+    def post(depth: int):
+        return api.client.post(
+            "/api/answers",
             content=nested_meta_batch(depth),
             headers={"Content-Type": "application/json"},
-            timeout=30,
         )
 
     def parsed(depth: int) -> bool:
