@@ -133,8 +133,10 @@ class EngineSettings:
         return dataclasses.replace(self, **changes)
 
     def check_labels(self, labels: Sequence[str]) -> list[str]:
-        """The labels as a list, if this project can run with them."""
-        labels = list(labels)
+        """The labels as a list of plain strings, if this project can run with them."""
+        if isinstance(labels, str):
+            raise EngineError(f"labels must be a list of names, not the string {labels!r}")
+        labels = [str(label) for label in labels]  # numpy's str_, or digits given as ints
         if len(labels) < 2:
             raise EngineError("give at least two labels")
         if len(set(labels)) != len(labels):
