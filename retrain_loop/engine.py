@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,6 @@ from .answers import (
     Answered,
     UnknownTask,
     check_session,
-    outcome,
     served_meta,
     to_record,
 )
@@ -43,6 +41,7 @@ from .ranking import Ranking
 from .refit import Refitter
 from .settings import EngineError, EngineSettings
 from .store import AnnotationStore, session_id
+from .tally import Tally
 from .worker import RefitWorker
 
 log = logging.getLogger(__name__)
@@ -82,11 +81,8 @@ class Engine:
         self.worker = RefitWorker(self.refit, background=background)
         self.rounds: RoundHistory | None = None
         self._refit_lock = threading.Lock()  # one refit at a time
-        self._lock = threading.Lock()  # guards the outcomes and what the answers exclude
-        self._outcomes: dict[tuple[str, int], str] = {}  # (session id, task hash) -> outcome
-        self._rejected: dict[int, set[int]] = {}  # row -> labels it was said not to have
+        self.tally = Tally(self.refitter.label_index)
         self._task_hashes: dict[int, int] = {}
-        self.n_unmatched = 0
         self.model_: Any = None
         self.round = 0
         self.last_refit_ms: float | None = None
@@ -108,7 +104,7 @@ class Engine:
         self._take_stored_answers()
         getattr(self.store, "changed_elsewhere", lambda: False)()  # what we read is the baseline
         self.queue.publish(self.refitter.cold_start(self.queue.unanswered()))
-        if self._outcomes:
+        if len(self.tally):
             self.worker.request()
         return self
 
@@ -129,16 +125,8 @@ class Engine:
     def _take_stored_answers(self, replace: bool = False) -> None:
         """Take in the stored answers (``answers.Answered``), counting those for no pool row;
         ``replace``: they are all there is (an answer was deleted), not only what is new."""
-        label_index = self.refitter.label_index
-        answered = Answered.read(self.store.get(self.dataset), self.pool, label_index)
-        self.queue.mark_answered(answered.rows, exactly=replace)
-        with self._lock:
-            self._rejected = answered.rejected
-            if replace:
-                self._outcomes = answered.latest
-            else:
-                self._outcomes.update(answered.latest)
-            self.n_unmatched = answered.unmatched
+        answered = Answered.read(self.store.get(self.dataset), self.pool, self.tally.label_index)
+        self.queue.mark_answered(self.tally.take(answered, replace), exactly=replace)
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -202,33 +190,6 @@ class Engine:
         self.worker.request()
         return 1
 
-    def ranked(self, top: int | None = None) -> list[dict[str, Any]]:
-        """The open rows in the current model's order, without leasing them (offline scoring).
-
-        Each row carries ``score`` (the strategy's utility), ``label`` (the model's guess) and
-        ``probs`` (every label's probability).
-        """
-        ranking = self.queue.ranking
-        if not ranking.scored:
-            raise EngineError(
-                "no model yet: scoring needs accepted answers for at least two labels"
-                + (f" (last error: {self.last_error})" if self.last_error else "")
-            )
-        out = []
-        for j in range(len(ranking)):
-            index = ranking.row(j)
-            if self.queue.is_answered(index):
-                continue
-            utility, p = ranking.scores(j)
-            row = dict(self.pool.tasks[index])
-            row["score"] = utility
-            row["label"] = self.labels[int(p.argmax())]
-            row["probs"] = {label: float(v) for label, v in zip(self.labels, p)}
-            out.append(row)
-            if top is not None and len(out) >= top:
-                break
-        return out
-
     # -- answers ------------------------------------------------------------------------------
 
     def add_answers(self, answers: list[dict[str, Any]], session: str) -> int:
@@ -248,17 +209,10 @@ class Engine:
         for record, served in zip(records, self.queue.served(indices)):
             record["meta"] = served_meta(record, served, self.store, self.dataset)
         stored = self.store.add(self.dataset, records)
-        said_not = {index: record["meta"]["rejected_label"] for index, record in checked
-                    if record["answer"] == "reject" and "rejected_label" in record["meta"]}
+        said_not = self.tally.add(sid, checked)
         # A rejected suggestion leaves its row to label, never again as that label.
         self.queue.mark_answered([index for index in indices if index not in said_not])
         self.queue.end_leases(list(said_not))
-        with self._lock:
-            for record in records:
-                self._outcomes[(sid, record["_task_hash"])] = outcome(record)
-            for index, label in said_not.items():
-                if label in self.refitter.label_index:
-                    self._rejected.setdefault(index, set()).add(self.refitter.label_index[label])
         if stored:
             self.worker.request()
         return stored
@@ -276,8 +230,7 @@ class Engine:
             labelled = self.store.labelled(self.dataset)
             read_ms = (time.perf_counter() - started) * 1000
             open_rows = self.queue.open_rows()
-            with self._lock:
-                rejected = {row: set(labels) for row, labels in self._rejected.items()}
+            rejected = self.tally.rejected()
             try:
                 result = self.refitter.refit(labelled, open_rows, rejected, self.round + 1,
                                              serving=self.model_)
@@ -296,8 +249,7 @@ class Engine:
             self.last_error = None
             self.last_refit_ms = (time.perf_counter() - started) * 1000
             self.last_timings = {"read_ms": read_ms, **result.timings}
-            with self._lock:
-                n_answers = len(self._outcomes)
+            n_answers = len(self.tally)
             try:
                 rounds.record(round=self.round, predicted=stop_predicted, n_annotations=n_answers,
                               labelled=labelled, y_train=result.y_train,
@@ -323,8 +275,7 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         rounds = self._started()
-        with self._lock:
-            outcomes = Counter(self._outcomes.values())
+        outcomes = self.tally.outcomes()
         counts = self.queue.counts()
         return {
             "dataset": self.dataset,
@@ -343,12 +294,17 @@ class Engine:
             "n_remaining": counts["open"],
             "n_out": counts["out"],
             "next_release_s": counts["next_release_s"],  # when the first row out frees up
-            "n_unmatched": self.n_unmatched,  # stored answers for rows not in this pool
+            "n_unmatched": self.tally.n_unmatched,  # stored answers for rows not in this pool
             "audit": self.settings.audit,
             "estimate": rounds.estimate(),
             "stop": rounds.stop(),
             "history": list(rounds.entries),
         }
+
+    @property
+    def n_unmatched(self) -> int:
+        """Stored answers for rows not in this pool (an edited pool, a changed id column)."""
+        return self.tally.n_unmatched
 
     @property
     def history(self) -> list[dict[str, Any]]:

@@ -137,9 +137,37 @@ def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *
     """
     engine = fitted_engine(pool, store, dataset, labels, **options)
     try:
-        return engine.ranked(top)
+        return ranked(engine, top)
     finally:
         engine.close()
+
+
+def ranked(engine: Engine, top: int | None = None) -> list[dict[str, Any]]:
+    """The open rows in the current model's order, without leasing them (offline scoring).
+
+    Each row carries ``score`` (the strategy's utility), ``label`` (the model's guess) and
+    ``probs`` (every label's probability).
+    """
+    ranking = engine.queue.ranking
+    if not ranking.scored:
+        raise OfflineError(
+            "no model yet: scoring needs accepted answers for at least two labels"
+            + (f" (last error: {engine.last_error})" if engine.last_error else "")
+        )
+    out = []
+    for j in range(len(ranking)):
+        index = ranking.row(j)
+        if engine.queue.is_answered(index):
+            continue
+        utility, p = ranking.scores(j)
+        row = dict(engine.pool.tasks[index])
+        row["score"] = utility
+        row["label"] = engine.labels[int(p.argmax())]
+        row["probs"] = {label: float(v) for label, v in zip(engine.labels, p)}
+        out.append(row)
+        if top is not None and len(out) >= top:
+            break
+    return out
 
 
 def train(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import RGB, build_engine, rgb_label, rgb_rows, write_jsonl
 
+from retrain_loop import offline
 from retrain_loop.cli import main
 from retrain_loop.hashing import stable_hash, task_hash
 from retrain_loop.pool import load_pool
@@ -99,7 +100,7 @@ def test_binary_answers_on_a_suggested_label_are_imported_and_used(tmp_path):
             assert engine.stats()["n_remaining"] == 30 - 8
             said_not = {engine.pool.index_of(r["_input_hash"]): r["meta"]["rejected_label"]
                         for r in rejected}
-            ranked = {t["_input_hash"]: t for t in engine.ranked()}
+            ranked = {t["_input_hash"]: t for t in offline.ranked(engine)}
             for index, label in said_not.items():
                 probs = ranked[int(engine.pool.input_hashes[index])]["probs"]
                 assert probs[label] == 0.0 and abs(sum(probs.values()) - 1.0) < 1e-9

@@ -294,7 +294,7 @@ def test_score_through_the_library_is_the_engines_ranking(annotated):
     try:
         rows = offline.score(pool, store, DATASET, RGB, top=5, model="logreg")
         engine = build_engine(pool, store, DATASET, RGB, model="logreg", background=False)
-        assert rows == engine.ranked(5)
+        assert rows == offline.ranked(engine, 5)
         engine.close()
     finally:
         store.close()
