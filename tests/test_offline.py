@@ -11,9 +11,11 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import RGB, build_engine, rgb_label, rgb_rows, write_jsonl
@@ -139,13 +141,18 @@ def test_train_then_predict_labels_the_pool_well(annotated, tmp_path, model):
     result = run("train", annotated.pool, "--annotations", annotated.db, "--dataset", DATASET,
                  "--out", model_path, "--model", model)
     assert result.exit_code == 0, result.output
-    assert "Cross-validated accuracy: 0." in result.output
-
-    meta = load_model(model_path).meta
+    saved = load_model(model_path)
+    meta = saved.meta
+    assert f"Cross-validated accuracy: {meta['cv_accuracy']:.3f} (5-fold" in result.output
     assert meta["labels"] == RGB and meta["features"] == ["r", "g", "b"]
     assert meta["n_annotations"] == N_ANSWERS and meta["dataset"] == DATASET
     assert meta["model"] == model and meta["cv_folds"] == 5
-    assert 0.0 <= meta["cv_accuracy"] <= 1.0
+    # Held out, so above chance (a third) and below the fit's accuracy on its own answers.
+    with closing(AnnotationStore(annotated.db)) as store:
+        records = store.get(DATASET)
+    X = np.array([[r["r"], r["g"], r["b"]] for r in records], dtype=np.float32)
+    y = np.array([RGB.index(r["accept"][0]) for r in records])
+    assert 0.5 < meta["cv_accuracy"] < (saved.estimator.predict(X) == y).mean()
     assert sum(meta["per_label"].values()) == N_ANSWERS
     assert meta["versions"]["scikit-learn"] and meta["versions"]["lightgbm"]
 
@@ -350,6 +357,13 @@ def test_a_failed_score_leaves_an_existing_output_untouched(annotated, tmp_path)
     result = run("score", annotated.pool, "--annotations", annotated.db, "--dataset", DATASET,
                  "--out", out, "--prefer", "purple")
     assert result.exit_code == 2 and "--prefer" in result.output
+    assert out.read_text() == "old\n"
+
+    # A failure while writing (score writes through write_jsonl), after some rows went out:
+    # still the old file, and no other.
+    rows = [{"id": "a", "score": 0.5}, {"id": "b", "score": 0.4}, {"id": "c", "score": object()}]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        offline.write_jsonl(out, rows)
     assert out.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
