@@ -136,23 +136,21 @@ def test_export_never_changes_a_database_that_is_not_its_own(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
 
 
-def test_a_running_server_notices_answers_imported_into_its_database(serve, tmp_path):
-    import httpx
-
+def test_a_running_server_notices_answers_imported_into_its_database(client, tmp_path):
     db = tmp_path / "live.db"
     rows = rgb_rows(60)
-    url = serve(rows, RGB, features=["r", "g", "b"], db_path=db, batch_size=10)
-    engine = serve.last_engine
+    api = client(rows, RGB, features=["r", "g", "b"], db_path=db, batch_size=10)
+    engine = api.engine
     imported = [{"id": r["id"], "r": r["r"], "g": r["g"], "b": r["b"], "hex": r["hex"],
                  "answer": "accept", "accept": [rgb_label(r)],
                  "options": [{"id": c, "text": c} for c in RGB]} for r in rows[:40]]
+    # db-in writes through a connection of its own, as another process would.
     result = run(["db-in", "test", str(jsonl(tmp_path / "in.jsonl", imported)), "--db", str(db)])
     assert result.exit_code == 0, result.output
-    with httpx.Client(base_url=url) as client:
-        served = []
-        while tasks := client.post("/api/questions", json={"session": "a", "n": 10}).json()["tasks"]:
-            served += [t["id"] for t in tasks]
-            client.post("/api/answers", json={"session": "a", "answers": [
-                dict(t, answer="ignore", accept=[]) for t in tasks]})
+    served = []
+    while tasks := api.post("/api/questions", json={"session": "a", "n": 10}).json()["tasks"]:
+        served += [t["id"] for t in tasks]
+        api.post("/api/answers", json={"session": "a", "answers": [
+            dict(t, answer="ignore", accept=[]) for t in tasks]}).raise_for_status()
     assert sorted(served) == sorted(r["id"] for r in rows[40:])  # none of the imported rows
     assert engine.wait_idle(30) and engine.history[-1]["n_train"] == 40

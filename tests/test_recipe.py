@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from conftest import RGB, rgb_label, rgb_rows, write_jsonl
@@ -166,23 +165,23 @@ def test_record_view_escapes_pool_fields(prodigy, tmp_path):
     assert not any("<script>" in h or "<b>" in h for h in htmls)
 
 
-def test_recipe_and_server_make_the_same_first_refit(prodigy, pool_file, serve):
+def test_recipe_and_server_make_the_same_first_refit(prodigy, pool_file, client):
     recipe = load_recipe(prodigy)
     c = recipe("colours", str(pool_file), label="red,green,blue", features="r,g,b",
                model="logreg", batch_size=10, seed=3)
     served = run_controller(c, prodigy.db, truth, n_batches=1)
     recipe_next = [next(c["stream"]) for _ in range(10)]
 
-    url = serve(rgb_rows(400, seed=5), RGB, features=["r", "g", "b"], batch_size=10, seed=3)
-    with httpx.Client(base_url=url) as client:
-        def get():
-            return client.post("/api/questions", json={"session": "a"}).json()["tasks"]
+    api = client(rgb_rows(400, seed=5), RGB, features=["r", "g", "b"], batch_size=10, seed=3)
 
-        first, prefetched = get(), get()
-        answers = [dict(t, answer="accept", accept=[rgb_label(t)]) for t in first]
-        client.post("/api/answers", json={"session": "a", "answers": answers}).raise_for_status()
-        assert serve.last_engine.wait_idle(30)
-        server_next = get()
+    def get():
+        return api.post("/api/questions", json={"session": "a"}).json()["tasks"]
+
+    first, prefetched = get(), get()
+    answers = [dict(t, answer="accept", accept=[rgb_label(t)]) for t in first]
+    api.post("/api/answers", json={"session": "a", "answers": answers}).raise_for_status()
+    assert api.engine.wait_idle(30)
+    server_next = get()
     assert [t["_input_hash"] for t in served] == [t["_input_hash"] for t in first + prefetched]
     assert [t["_input_hash"] for t in recipe_next] == [t["_input_hash"] for t in server_next]
     # The recipe hides an audit's prediction from Prodigy's card; it is the server's all the same.
@@ -210,12 +209,33 @@ def test_importing_the_package_never_imports_prodigy():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_incremental_update_in_the_recipe(prodigy, pool_file):
+FED_ONLY = """
+from sklearn.naive_bayes import GaussianNB
+
+FED = []  # the number of answers each partial_fit call was given
+
+
+class FedOnly(GaussianNB):
+    def fit(self, X, y, sample_weight=None):
+        raise AssertionError("an incremental update fitted from scratch")
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        FED.append(len(y))
+        return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+"""
+
+
+def test_incremental_update_in_the_recipe(prodigy, pool_file, tmp_path):
+    source = tmp_path / "fed_only.py"
+    source.write_text(FED_ONLY, encoding="utf-8")
     c = load_recipe(prodigy)("ds", str(pool_file), label="red,green,blue", features="r,g,b",
-                             model="nb", update="incremental", batch_size=10)
+                             model=f"{source}:FedOnly", update="incremental", batch_size=10)
     updates = []
     run_controller(c, prodigy.db, truth, n_batches=5, on_update=updates.append)
     assert [u["round"] for u in updates] == [1, 2, 3, 4, 5]
+    assert all(u["error"] is None for u in updates)
+    # Each update learned from that batch's answers only, and never refitted from scratch.
+    assert sys.modules[type(c["stream"].engine.model_).__module__].FED == [10] * 5
 
 
 def _pool_hashes(pool_file):

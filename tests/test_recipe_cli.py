@@ -109,11 +109,23 @@ def test_a_bad_command_line_is_refused_with_the_option_named(prodigy, bad, messa
 
 
 def test_help_shows_the_recipe_and_every_option(prodigy):
+    import inspect
+
+    from retrain_loop.settings import FIELDS, EngineSettings
+
     prodigy.parse(["retrain.loop", "ds", "pool.csv"])  # loads the recipe from its entry point
     text = " ".join(prodigy.help("retrain.loop").split())
     assert "with active learning: refit a model on every answer" in text
-    for option in ("--label", "--features", "--view", "--batch-size", "--model-out", "--seed"):
-        assert option in text
+    options = re.findall(r"--[a-z-]+", EVERY_OPTION)
+    assert len(options) == len(EVERY_PARSED) - 2  # every option: all but dataset and source
+    for option in options:
+        assert f"{option} " in text, option
+    # A setting the recipe takes says what the engine's own help says (settings.py).
+    parameters = inspect.signature(prodigy.recipes["retrain.loop"]).parameters
+    settings = [name for name in parameters if name in FIELDS]
+    assert {"model", "strategy", "batch_size", "update", "audit"} <= set(settings)
+    for name in settings:
+        assert " ".join(EngineSettings.help(name).split()) in text, name
 
 
 def test_the_readme_command_runs_the_recipe_from_the_entry_point_and_from_dash_f(prodigy,
