@@ -218,7 +218,10 @@ def test_colour_pool_is_distinct_deterministic_and_loadable(tmp_path):
     out = tmp_path / "nested" / "colours.jsonl"
     assert script.main(["--n", "500", "--seed", "3", "--out", str(out)]) == 0
     pool = load_pool(out, features=["r", "g", "b"])
-    assert len(pool) == 500 and pool.X.min() >= 0 and pool.X.max() <= 255
+    # The file holds the same colours, in order, as the library call with that seed.
+    assert [{k: t[k] for k in c} for t, c in zip(pool.tasks, colours)] == colours
+    assert len(pool) == 500
+    np.testing.assert_array_equal(pool.X, [[c["r"], c["g"], c["b"]] for c in colours])
 
 
 def test_colour_pool_covers_dark_light_grey_and_saturated():
