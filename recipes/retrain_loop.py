@@ -50,6 +50,8 @@ def split_string(value: Any) -> Optional[List[str]]:
     return items or None
 
 
+BINARY_HELP = (EngineSettings.help("mode") + " Here binary uses Prodigy's classification view "
+               "for every task, so there are no random checks.")
 # name: (help, short flag or None for a positional argument, converter or None). The help of an
 # engine setting is the one EngineSettings gives it, as for the CLI's options.
 ARGS: Dict[str, tuple] = {
@@ -65,6 +67,7 @@ ARGS: Dict[str, tuple] = {
     "prefer": (EngineSettings.help("prefer"), "p", None),
     "explore": (EngineSettings.help("explore"), "e", None),
     "update": (EngineSettings.help("update"), "u", None),
+    "mode": (BINARY_HELP, "M", None),
     "seed": (EngineSettings.help("seed"), "S", None),
     "model_out": ("Where the model is saved on exit (default: DATASET.model.skops)", "o", None),
     "audit": (EngineSettings.help("audit"), "a", None),
@@ -119,6 +122,7 @@ def retrain_loop(
     prefer: Optional[str] = None,
     explore: float = EngineSettings.default("explore"),
     update: str = EngineSettings.default("update"),
+    mode: str = EngineSettings.default("mode"),
     seed: int = EngineSettings.default("seed"),
     model_out: Optional[str] = None,
     audit: float = EngineSettings.default("audit"),
@@ -134,9 +138,15 @@ def retrain_loop(
     pool = load_pool(source, features=split_string(features), id_column=id_column)
     # Prodigy's database keeps the answers; the round history and stop set need a file of their own.
     state = AnnotationStore(history or f"{dataset}.history.db")
+    binary = mode == "binary"
+    if binary and audit > 0:
+        # A random check must not show the model's guess, and a yes/no question is one.
+        print("retrain.loop: binary mode asks every task yes or no, so there are no random "
+              "checks and no accuracy estimate (--audit is not used)", file=sys.stderr, flush=True)
+        audit = 0.0
     settings = EngineSettings(
         model=model, strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer,
-        seed=seed, update=update, audit=audit,
+        seed=seed, update=update, audit=audit, mode=mode,
         lease_seconds=UNLIMITED,  # Prodigy keeps a row it handed out until it is answered
         max_out=UNLIMITED,  # every Prodigy annotator pulls through the one session
     )
@@ -162,13 +172,17 @@ def retrain_loop(
                 "stop": stats["stop"]["message"], "stop_suggested": stats["stop"]["suggested"]}
 
     def validate_answer(eg: Dict[str, Any]) -> None:
-        if eg.get("answer") == "accept" and len(eg.get("accept") or []) != 1:
+        if binary or eg.get("answer") != "accept":
+            return  # a yes/no question: its verdict is the answer
+        if len(eg.get("accept") or []) != 1:
             raise ValueError("Choose one label, or skip the task.")
 
     def before_db(examples: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         # The image view sends the picture inline; the database keeps the path, as Prodigy's
         # own image recipes do, instead of a copy of every image in every answer.
         for eg in examples:
+            if binary:
+                _as_stored(eg)
             hidden = eg.pop(HIDDEN, None)
             if isinstance(hidden, dict):  # an audit's served prediction, saved with its answer
                 eg["meta"] = {**(eg.get("meta") or {}), **hidden}
@@ -191,15 +205,15 @@ def retrain_loop(
     return {
         "dataset": dataset,  # where Prodigy saves the answers
         # one task per pull, from the top of the current ranking
-        "stream": TaskStream(engine, _renderer(engine, view, pool.path.parent)),
+        "stream": TaskStream(engine, _renderer(engine, view, pool.path.parent, binary)),
         "update": on_answers,  # refit from every answer in the dataset, then rescore
         "validate_answer": validate_answer,  # an accept must carry exactly one label
         "before_db": before_db,  # image answers keep the path, not the picture
         "progress": progress,  # share of the pool answered
         "on_exit": on_exit,  # save the last good model
-        "view_id": "blocks",
+        "view_id": "classification" if binary else "blocks",
         "config": {
-            "blocks": _blocks(view),
+            **({} if binary else {"blocks": _blocks(view)}),
             "batch_size": batch_size,
             "choice_style": "single",
             "choice_auto_accept": False,
@@ -243,7 +257,21 @@ def _ours(engine: Engine, eg: Dict[str, Any]) -> Dict[str, Any]:
     # Prodigy may re-hash a task; the engine knows the row by its input hash and checks the
     # task hash it issued, so restore that.
     index = engine.pool.index_of(eg["_input_hash"])
-    return dict(eg, _task_hash=engine.task_hash(index))
+    label = eg.get("label") if isinstance(eg.get("label"), str) else None
+    return dict(eg, _task_hash=engine.task_hash(index, label))
+
+
+def _as_stored(eg: Dict[str, Any]) -> None:
+    """A binary answer as the engine stores one, so Prodigy's database reads back the same: an
+    accepted label in ``accept``, a rejected one in ``meta.rejected_label``."""
+    label = eg.get("label")
+    if not isinstance(label, str):
+        return
+    if eg.get("answer") == "accept":
+        eg["accept"] = [label]
+    elif eg.get("answer") == "reject":
+        eg["accept"] = []
+        eg["meta"] = {**(eg.get("meta") or {}), "rejected_label": label}
 
 
 def _blocks(view: str) -> List[Dict[str, Any]]:
@@ -251,10 +279,23 @@ def _blocks(view: str) -> List[Dict[str, Any]]:
     return [first, {"view_id": "choice", "text": None}]
 
 
-def _renderer(engine: Engine, view: str,
-              root: Path) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+def _least_answered(engine: Engine) -> str:
+    """The label with the fewest answers so far: what a yes/no question asks before any model."""
+    counts = engine.tally.outcomes()
+    return min(engine.labels, key=lambda label: counts.get(label, 0))
+
+
+def _renderer(engine: Engine, view: str, root: Path,
+              binary: bool = False) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
     def render(task: Dict[str, Any]) -> Dict[str, Any]:
         out = {key: task[key] for key in _TASK_KEYS}
+        if binary:
+            # Every task is a yes/no question in Prodigy's classification view; before a model
+            # exists it asks about the label with the fewest answers yet.
+            label = task.get("label") or _least_answered(engine)
+            index = engine.pool.index_of(task["_input_hash"])
+            out.update(label=label, accept=[], _task_hash=engine.task_hash(index, label))
+            out.pop("options")
         if task["meta"].get("source") == "audit":
             meta = dict(task["meta"])
             out[HIDDEN] = {key: meta.pop(key) for key in _SERVED if key in meta}

@@ -27,18 +27,18 @@ EXPECTED = {"dataset": "colours", "source": "demo/colours.jsonl", "label": COLOU
             "features": ["r", "g", "b"], "view": "colour", "batch_size": 10,
             "id_column": "id", "model": "auto", "strategy": "margin", "prefer": None,
             "explore": 0.0, "update": "refit", "seed": 0, "model_out": None, "audit": 0.1,
-            "history": None}
+            "history": None, "mode": "choice"}
 EVERY_OPTION = ("ds pool.csv --label a,b --features x,y --id-column key --model logreg "
                 "--strategy entropy --view record --batch-size 5 --prefer a --explore 0.25 "
                 "--update incremental --seed 7 --model-out out.skops --audit 0.2 "
-                "--history h.db")
+                "--history h.db --mode binary")
 EVERY_SHORT = ("ds pool.csv -l a,b -f x,y -i key -m logreg -s entropy -v record -b 5 -p a "
-               "-e 0.25 -u incremental -S 7 -o out.skops -a 0.2 -H h.db")
+               "-e 0.25 -u incremental -S 7 -o out.skops -a 0.2 -H h.db -M binary")
 EVERY_PARSED = {"dataset": "ds", "source": "pool.csv", "label": ["a", "b"],
                 "features": ["x", "y"], "id_column": "key", "model": "logreg",
                 "strategy": "entropy", "view": "record", "batch_size": 5, "prefer": "a",
                 "explore": 0.25, "update": "incremental", "seed": 7, "model_out": "out.skops",
-                "audit": 0.2, "history": "h.db"}
+                "audit": 0.2, "history": "h.db", "mode": "binary"}
 
 
 def readme_command_lines() -> list[list[str]]:
@@ -120,11 +120,11 @@ def test_help_shows_the_recipe_and_every_option(prodigy):
     assert len(options) == len(EVERY_PARSED) - 2  # every option: all but dataset and source
     for option in options:
         assert f"{option} " in text, option
-    # A setting the recipe takes says what the engine's own help says (settings.py).
+    # These settings say in the recipe what the engine's own help says (settings.py).
     parameters = inspect.signature(prodigy.recipes["retrain.loop"]).parameters
-    settings = [name for name in parameters if name in FIELDS]
-    assert {"model", "strategy", "batch_size", "update", "audit"} <= set(settings)
-    for name in settings:
+    for name in ("model", "strategy", "batch_size", "prefer", "explore", "update", "seed",
+                 "audit"):
+        assert name in parameters and name in FIELDS, name
         assert " ".join(EngineSettings.help(name).split()) in text, name
 
 
