@@ -16,6 +16,7 @@ One ASGI middleware, ahead of everything else:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -35,7 +36,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Whether ``host`` names this machine: ``localhost`` or a loopback address (127.0.0.0/8,
+    ::1). A DNS name that merely starts with ``127.`` is not one: it could rebind anywhere."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Guard:
