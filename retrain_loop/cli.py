@@ -6,6 +6,8 @@ code 2. Nothing here knows how a refit or a ranking works.
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -18,7 +20,7 @@ from .audit import AuditError
 from .engine import Engine
 from .keys import KeysError
 from .models import ModelError
-from .offline import OfflineError
+from .offline import STDOUT, OfflineError
 from .options import ESTIMATE, estimate_options, setting_options
 from .persist import ModelFileError
 from .pool import PoolError, load_pool
@@ -69,6 +71,37 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
+def _check_rows_out(ctx, param, value):
+    from .offline import output_format
+
+    try:
+        output_format(value)
+    except OfflineError as e:  # a usage error (exit 2), before anything is read or fitted
+        raise click.BadParameter(str(e), ctx, param) from e
+    return value
+
+
+def _check_jsonl_out(ctx, param, value):
+    from .offline import output_format
+
+    if value is not None and _check_rows_out(ctx, param, value) and output_format(value) != "jsonl":
+        raise click.BadParameter(f"{value}: export writes Prodigy's db-out format, which is "
+                                 "JSONL: name a .jsonl or .ndjson file, or - for stdout",
+                                 ctx, param)
+    return value
+
+
+def rows_out_option(command):
+    """``--out`` of a command that writes rows: CSV or JSONL by the suffix, ``-`` for stdout."""
+    return click.option(
+        "--out", "out_path", required=True, callback=_check_rows_out,
+        type=click.Path(dir_okay=False, allow_dash=True),
+        help="File to write, in the format its suffix names: .csv (a header of the rows' fields, "
+        "each label's probability in a column prob_LABEL, lists and objects as JSON text), "
+        ".jsonl or .ndjson (one JSON object a line, the probabilities under probs), or - for "
+        "JSONL on stdout.")(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="retrain-loop")
 def main() -> None:
@@ -83,7 +116,7 @@ def main() -> None:
 @click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, help="SQLite file for answers.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--view", type=click.Choice(["colour", "record", "image"]), default="record",
               show_default=True)
 @setting_options("model", "strategy", "mode", "batch_size", "explore", "prefer", "seed",
@@ -111,18 +144,28 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
     with user_errors():
         label_keys(_split(labels) or [], keys)  # refused before anything is read or created
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
-        with _new_file_removed_on_error(db_path):
-            store = AnnotationStore(db_path)
-            try:
-                engine = Engine(pool, store, dataset, _split(labels) or [],
-                                EngineSettings(**settings)).start()
-            except BaseException:
-                store.close()
-                raise
-        exposed = not is_loopback(host)
-        if exposed and not token:
-            token = secrets.token_urlsafe(18)
-        app = create_app(engine, view=view, host=host, token=token, keys=keys)
+    # Before the database: a port in use is refused with nothing created. uvicorn serves on these
+    # very sockets, so no other process can take the port in between.
+    sockets = _listen(host, port)
+    port = sockets[0].getsockname()[1]  # --port 0 takes a free one
+    try:
+        with user_errors():
+            with _new_file_removed_on_error(db_path):
+                store = AnnotationStore(db_path)
+                try:
+                    engine = Engine(pool, store, dataset, _split(labels) or [],
+                                    EngineSettings(**settings)).start()
+                except BaseException:
+                    store.close()
+                    raise
+            exposed = not is_loopback(host)
+            if exposed and not token:
+                token = secrets.token_urlsafe(18)
+            app = create_app(engine, view=view, host=host, token=token, keys=keys)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     stats = engine.stats()
     click.echo(
         f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {db_path}"
@@ -132,44 +175,86 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
         click.echo(f"{engine.n_unmatched} saved answers of {dataset} match no row of {pool_path}: "
                    "was the pool edited, or its id column changed? They are kept, not used.",
                    err=True)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown = _url_host(host)
     click.echo(f"Open http://{shown}:{port}/{f'?token={token}' if token else ''} to annotate "
                "(Ctrl+C stops).")
     if exposed:
         click.echo(f"Listening on {host}: anyone who can reach port {port} and has the token can "
                    "read every row and answer. Share the URL only with annotators.", err=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        server.run(sockets=sockets)
+    except KeyboardInterrupt:  # uvicorn hands Ctrl+C back once it has stopped, as uvicorn.run
+        pass
     finally:
         engine.close()
         store.close()
+        for sock in sockets:
+            sock.close()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE, which it has logged
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on every address of ``host``, as uvicorn would bind them."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise CliError(f"cannot listen on {host}: {e.strerror}") from e
+    # "::" takes IPv4 too where it can, so the 127.0.0.1 address printed for it works.
+    dualstack = host == "::" and socket.has_dualstack_ipv6()
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
+            if sockets:  # the free port the first one took, for --port 0
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sockets.append(socket.create_server(address, family=family,
+                                                dualstack_ipv6=dualstack))
+    except OSError as e:
+        for sock in sockets:
+            sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} on {host} is in use: stop what is listening there, or "
+                           "pick another with --port") from e
+        raise CliError(f"cannot listen on {host} port {port}: {e.strerror or e}") from e
+    return sockets
+
+
+def _url_host(host: str) -> str:
+    """The host part of the page's address on this machine."""
+    if host == "0.0.0.0" or (host == "::" and socket.has_dualstack_ipv6()):
+        return "127.0.0.1"
+    return "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
 
 
 @main.command()
 @click.argument("dataset")
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
+              callback=_check_jsonl_out,
+              help="A .jsonl or .ndjson file to write, or - for stdout (the default).")
 def export(dataset, db_path, out_path):
     """Write every answer of DATASET as JSONL, in Prodigy's db-out format.
 
     Example: retrain-loop export colours --db colours.db --out colours.jsonl
     """
     from .offline import check_database
+    from .persist import atomic_output
 
     if not Path(db_path).exists():
         raise CliError(f"database not found: {db_path}")
     with user_errors():
         check_database(Path(db_path))  # before opening it, which would add tables to any file
-        store = AnnotationStore(db_path)
+    with user_errors(), closing(AnnotationStore(db_path)) as store:
         if dataset not in store.datasets():
             known = ", ".join(store.datasets()) or "none"
             raise CliError(f"no dataset {dataset!r} in {db_path} (datasets: {known})")
-        if out_path:
-            with open(out_path, "w", encoding="utf-8") as out:
-                n = store.export_jsonl(dataset, out)
-            click.echo(f"Wrote {n} answers to {out_path}", err=True)
-        else:
+        if out_path in (None, STDOUT):
             store.export_jsonl(dataset, sys.stdout)
+            return
+        with atomic_output(out_path, "w", error=OfflineError, newline="") as out:
+            n = store.export_jsonl(dataset, out)
+    click.echo(f"Wrote {n} answers to {out_path}", err=True)
 
 
 @main.command()
@@ -216,8 +301,6 @@ def _offline_options(command):
                      type=click.Path(dir_okay=False),
                      help="A retrain-loop .db, or a .jsonl in Prodigy's db-out format."),
         click.option("--dataset", required=True, help="Dataset whose answers to use."),
-        click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-                     help="File to write."),
         click.option("--label", "labels",
                      help="Comma-separated labels (default: the labels the answers were asked with)."),
         click.option("--features",
@@ -232,22 +315,36 @@ def _offline_options(command):
 
 
 def _write_rows(out_path: str, rows: list[dict]) -> int:
-    from .offline import write_jsonl
+    """Rows to ``out_path`` in its suffix's format, or JSONL to stdout; any progress on stderr."""
+    from .offline import dump_jsonl, write_rows
+
+    def write(on_row=None):
+        if out_path == STDOUT:
+            return dump_jsonl(sys.stdout, rows, on_row=on_row)
+        return write_rows(out_path, rows, on_row=on_row)
 
     if len(rows) < _PROGRESS_ROWS:
-        return write_jsonl(out_path, rows)
-    with click.progressbar(rows, label=f"Writing {out_path}", file=sys.stderr) as bar:
-        return write_jsonl(out_path, bar)
+        return write()
+    with click.progressbar(length=len(rows), label=f"Writing {_shown(out_path)}",
+                           file=sys.stderr, update_min_steps=len(rows) // 100) as bar:
+        return write(on_row=lambda: bar.update(1))
+
+
+def _shown(out_path: str) -> str:
+    return "stdout" if out_path == STDOUT else out_path
 
 
 @main.command()
 @_offline_options
+@rows_out_option
 @click.option("--top", type=click.IntRange(min=1), help="Write only the N most useful rows.")
 @setting_options("strategy", "prefer")
 def score(pool_path, annotations, dataset, out_path, labels, features, id_column, top, **settings):
     """Fit on the answers so far and write POOL's unanswered rows, most useful first.
 
-    Example: retrain-loop score colours.jsonl --annotations colours.db --dataset colours --out next.jsonl --top 100
+    Each row has its fields, its score, the model's label and each label's probability.
+
+    Example: retrain-loop score colours.jsonl --annotations colours.db --dataset colours --out next.csv --top 100
     """
     from . import offline
 
@@ -258,13 +355,15 @@ def score(pool_path, annotations, dataset, out_path, labels, features, id_column
             rows = offline.score(pool, store, dataset, label_list, top=top, **settings)
             n_answers = store.count(dataset)
         n = _write_rows(out_path, rows)
-    click.echo(f"Wrote {n} rows to {out_path}, ranked by {settings['strategy']} with "
+    click.echo(f"Wrote {n} rows to {_shown(out_path)}, ranked by {settings['strategy']} with "
                f"{settings['model']} on {n_answers} "
                f"answers (labels: {', '.join(label_list)})", err=True)
 
 
 @main.command()
 @_offline_options
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (a skops file, e.g. colours.skops).")
 def train(pool_path, annotations, dataset, out_path, labels, features, id_column, **settings):
     """Fit a model on every answer and save it with its metadata and an accuracy estimate.
 
@@ -292,8 +391,7 @@ def train(pool_path, annotations, dataset, out_path, labels, features, id_column
 @main.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False))
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              help="File to write.")
+@rows_out_option
 @click.option("--features", help="Comma-separated feature columns (default: the model's).")
 @click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
 @click.option("--trust", is_flag=True,
@@ -301,7 +399,7 @@ def train(pool_path, annotations, dataset, out_path, labels, features, id_column
 def predict(model_path, pool_path, out_path, features, id_column, trust):
     """Label every row of POOL with a saved model, with each label's probability.
 
-    Example: retrain-loop predict colours.skops colours.jsonl --out predictions.jsonl
+    Example: retrain-loop predict colours.skops colours.jsonl --out predictions.csv
     """
     from . import offline
     from .persist import load_model, version_differences
@@ -313,7 +411,8 @@ def predict(model_path, pool_path, out_path, features, id_column, trust):
         pool = offline.pool_for_model(saved, pool_path, _split(features), id_column)
         rows = offline.predict(saved, pool)
         n = _write_rows(out_path, rows)
-    click.echo(f"Wrote {n} predictions to {out_path} (labels: {', '.join(saved.labels)})", err=True)
+    click.echo(f"Wrote {n} predictions to {_shown(out_path)} "
+               f"(labels: {', '.join(saved.labels)})", err=True)
 
 
 @main.command("db-in")

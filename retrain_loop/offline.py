@@ -7,13 +7,14 @@ a fit or a ranking works.
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from sklearn.base import clone
@@ -27,6 +28,8 @@ from .settings import EngineSettings
 from .store import AnnotationStore
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
+STDOUT = "-"  # as the file of rows to write: JSONL on standard output
+PROB_PREFIX = "prob_"  # a CSV's column of a label's probability: prob_red
 _MAX_FOLDS = 5
 
 
@@ -248,14 +251,97 @@ def predict(saved: SavedModel, pool: Pool) -> list[dict[str, Any]]:
     return rows
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+def output_format(path: str | Path) -> str:
+    """``"csv"`` or ``"jsonl"``: the format of a file of rows, by its suffix; ``-`` is JSONL."""
+    if str(path) == STDOUT:
+        return "jsonl"
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    what = f"the suffix {suffix!r}" if suffix else "a name without a suffix"
+    raise OfflineError(f"{path}: cannot tell the format from {what}; name a .csv, .jsonl or "
+                       f".ndjson file, or {STDOUT} for JSONL on stdout")
+
+
+def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *,
+               on_row: Callable[[], None] | None = None) -> int:
+    """Write rows as CSV or JSONL, by ``path``'s suffix, all at once: a failure part-way leaves
+    the old file, or none. ``on_row`` is called after each row (a progress bar)."""
+    if output_format(path) == "jsonl":
+        return write_jsonl(path, rows, on_row=on_row)
+    columns = csv_columns(rows)  # before the file, so a clash leaves no file
+    with atomic_output(path, "w", error=OfflineError, newline="") as out:
+        return dump_csv(out, rows, columns, on_row=on_row)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *,
+                on_row: Callable[[], None] | None = None) -> int:
     """Write rows as JSONL all at once: a failure part-way leaves no file behind."""
+    with atomic_output(path, "w", error=OfflineError, newline="") as out:
+        return dump_jsonl(out, rows, on_row=on_row)
+
+
+def dump_jsonl(out: IO[str], rows: Iterable[dict[str, Any]], *,
+               on_row: Callable[[], None] | None = None) -> int:
     n = 0
-    with atomic_output(path, "w", error=OfflineError) as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        n += 1
+        if on_row is not None:
+            on_row()
     return n
+
+
+def csv_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Every field of the rows in the order first seen, ``probs`` spread into ``prob_LABEL``."""
+    columns: dict[str, None] = {}  # an ordered set
+    for row in rows:
+        columns.update(dict.fromkeys(_spread(row)))
+    return list(columns)
+
+
+def dump_csv(out: IO[str], rows: Iterable[dict[str, Any]], columns: list[str], *,
+             on_row: Callable[[], None] | None = None) -> int:
+    """A header of ``columns``, then one line per row; lists and objects as JSON text."""
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    n = 0
+    for row in rows:
+        cells = _spread(row)
+        writer.writerow([_csv_cell(cells.get(column)) for column in columns])
+        n += 1
+        if on_row is not None:
+            on_row()
+    return n
+
+
+def _spread(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with each label's probability in a field of its own, where ``probs`` was."""
+    probs = row.get("probs")
+    if not isinstance(probs, dict):
+        return row
+    spread: dict[str, Any] = {}
+    for key, value in row.items():
+        if key != "probs":
+            spread[key] = value
+            continue
+        for label, p in probs.items():
+            name = f"{PROB_PREFIX}{label}"
+            if name in row:
+                raise OfflineError(f"the rows have a field {name!r}, which is also the CSV "
+                                   f"column of {label!r}'s probability; write .jsonl instead")
+            spread[name] = p
+    return spread
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, dict, list)):  # as the JSON they came from: true, [1, 2]
+        return json.dumps(value, ensure_ascii=False)
+    return value
 
 
 def _no_model_reason(engine: Engine) -> str:

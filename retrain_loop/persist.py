@@ -167,12 +167,12 @@ def version_differences(saved: SavedModel) -> list[str]:
 
 
 @contextmanager
-def atomic_output(path: str | Path, mode: str = "wb", *, error: type[Exception] = OSError
-                  ) -> Iterator[Any]:
+def atomic_output(path: str | Path, mode: str = "wb", *, error: type[Exception] = OSError,
+                  newline: str | None = None) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it into place only on success.
 
     A failed run then leaves the old file, or none, never half a file. ``error`` is the
-    exception type an unwritable path is reported as.
+    exception type an unwritable path is reported as; ``newline`` is ``open``'s, for text.
     """
     path = Path(path)
     encoding = None if "b" in mode else "utf-8"
@@ -181,7 +181,7 @@ def atomic_output(path: str | Path, mode: str = "wb", *, error: type[Exception] 
     except OSError as e:
         raise error(f"cannot write {path}: {e.strerror or e}") from e
     try:
-        with os.fdopen(fd, mode, encoding=encoding) as out:
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as out:
             yield out
         os.replace(tmp, path)
     except OSError as e:

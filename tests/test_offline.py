@@ -29,6 +29,7 @@ from retrain_loop.store import AnnotationStore
 DATASET = "colours"
 N_ROWS = 300
 N_ANSWERS = 80
+OUT = {"score": "out.jsonl", "train": "out.skops"}  # score's --out names its format
 
 
 @dataclass
@@ -316,7 +317,7 @@ def test_a_pool_with_a_bad_row_exits_2_and_writes_nothing(annotated, tmp_path):
     lines[2] = '{"id": "x", "r": "red", "g": 1, "b": 2}'
     bad.write_text("\n".join(lines) + "\n")
     for command in ("score", "train"):
-        out = tmp_path / f"{command}.out"
+        out = tmp_path / OUT[command]
         result = run(command, bad, "--annotations", annotated.db, "--dataset", DATASET,
                      "--out", out)
         assert result.exit_code == 2, result.output
@@ -326,7 +327,7 @@ def test_a_pool_with_a_bad_row_exits_2_and_writes_nothing(annotated, tmp_path):
 
 @pytest.mark.parametrize("command", ["score", "train"])
 def test_an_unknown_dataset_exits_2_and_lists_the_datasets(annotated, tmp_path, command):
-    out = tmp_path / "out"
+    out = tmp_path / OUT[command]
     result = run(command, annotated.pool, "--annotations", annotated.db, "--dataset", "nosuch",
                  "--out", out)
     assert result.exit_code == 2
@@ -344,7 +345,7 @@ def test_missing_annotations_exit_2(annotated, tmp_path):
 @pytest.mark.parametrize("command", ["score", "train"])
 def test_answers_with_one_label_only_exit_2(tmp_path, command):
     one = annotate(tmp_path, rgb_rows(60), 20, rule=lambda task: "red")
-    out = tmp_path / "out"
+    out = tmp_path / OUT[command]
     result = run(command, one.pool, "--annotations", one.db, "--dataset", DATASET, "--out", out)
     assert result.exit_code == 2, result.output
     assert "at least two labels" in result.output and "red 20, green 0, blue 0" in result.output
