@@ -6,8 +6,6 @@ code 2. Nothing here knows how a refit or a ranking works.
 
 from __future__ import annotations
 
-import errno
-import socket
 import sys
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -21,9 +19,17 @@ from .engine import Engine
 from .keys import KeysError
 from .models import ModelError
 from .offline import STDOUT, OfflineError
-from .options import ESTIMATE, estimate_options, setting_options
+from .options import (
+    ESTIMATE,
+    estimate_options,
+    jsonl_out_option,
+    offline_options,
+    rows_out_option,
+    setting_options,
+)
 from .persist import ModelFileError
 from .pool import PoolError, load_pool
+from .server.listen import ListenError, listen, url_host
 from .settings import EngineError, EngineSettings
 from .simulate import SimulationError
 from .stopping import StopRule, StopRuleError
@@ -33,7 +39,7 @@ from .strategies import STRATEGIES, StrategyError
 DEFAULT_DB = "retrain_loop.db"
 _USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
                 OfflineError, ModelFileError, AuditError, StopRuleError, SimulationError,
-                KeysError)
+                KeysError, ListenError)
 # Below this many rows a file is written before a progress bar would have drawn itself.
 _PROGRESS_ROWS = 20_000
 
@@ -69,37 +75,6 @@ def _split(value: str | None) -> list[str] | None:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     return items or None
-
-
-def _check_rows_out(ctx, param, value):
-    from .offline import output_format
-
-    try:
-        output_format(value)
-    except OfflineError as e:  # a usage error (exit 2), before anything is read or fitted
-        raise click.BadParameter(str(e), ctx, param) from e
-    return value
-
-
-def _check_jsonl_out(ctx, param, value):
-    from .offline import output_format
-
-    if value is not None and _check_rows_out(ctx, param, value) and output_format(value) != "jsonl":
-        raise click.BadParameter(f"{value}: export writes Prodigy's db-out format, which is "
-                                 "JSONL: name a .jsonl or .ndjson file, or - for stdout",
-                                 ctx, param)
-    return value
-
-
-def rows_out_option(command):
-    """``--out`` of a command that writes rows: CSV or JSONL by the suffix, ``-`` for stdout."""
-    return click.option(
-        "--out", "out_path", required=True, callback=_check_rows_out,
-        type=click.Path(dir_okay=False, allow_dash=True),
-        help="File to write, in the format its suffix names: .csv (a header of the rows' fields, "
-        "each label's probability in a column prob_LABEL, lists and objects as JSON text), "
-        ".jsonl or .ndjson (one JSON object a line, the probabilities under probs), or - for "
-        "JSONL on stdout.")(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,9 +119,9 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
     with user_errors():
         label_keys(_split(labels) or [], keys)  # refused before anything is read or created
         pool = load_pool(pool_path, features=_split(features), id_column=id_column)
-    # Before the database: a port in use is refused with nothing created. uvicorn serves on these
-    # very sockets, so no other process can take the port in between.
-    sockets = _listen(host, port)
+        # Before the database: a port in use is refused with nothing created. uvicorn serves
+        # on these very sockets, so no other process can take the port in between.
+        sockets = listen(host, port)
     port = sockets[0].getsockname()[1]  # --port 0 takes a free one
     try:
         with user_errors():
@@ -175,7 +150,7 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
         click.echo(f"{engine.n_unmatched} saved answers of {dataset} match no row of {pool_path}: "
                    "was the pool edited, or its id column changed? They are kept, not used.",
                    err=True)
-    shown = _url_host(host)
+    shown = url_host(host)
     click.echo(f"Open http://{shown}:{port}/{f'?token={token}' if token else ''} to annotate "
                "(Ctrl+C stops).")
     if exposed:
@@ -195,44 +170,10 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
         raise SystemExit(3)  # uvicorn's STARTUP_FAILURE, which it has logged
 
 
-def _listen(host: str, port: int) -> list[socket.socket]:
-    """Sockets listening on every address of ``host``, as uvicorn would bind them."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as e:
-        raise CliError(f"cannot listen on {host}: {e.strerror}") from e
-    # "::" takes IPv4 too where it can, so the 127.0.0.1 address printed for it works.
-    dualstack = host == "::" and socket.has_dualstack_ipv6()
-    sockets: list[socket.socket] = []
-    try:
-        for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
-            if sockets:  # the free port the first one took, for --port 0
-                address = (address[0], sockets[0].getsockname()[1], *address[2:])
-            sockets.append(socket.create_server(address, family=family,
-                                                dualstack_ipv6=dualstack))
-    except OSError as e:
-        for sock in sockets:
-            sock.close()
-        if e.errno == errno.EADDRINUSE:
-            raise CliError(f"port {port} on {host} is in use: stop what is listening there, or "
-                           "pick another with --port") from e
-        raise CliError(f"cannot listen on {host} port {port}: {e.strerror or e}") from e
-    return sockets
-
-
-def _url_host(host: str) -> str:
-    """The host part of the page's address on this machine."""
-    if host == "0.0.0.0" or (host == "::" and socket.has_dualstack_ipv6()):
-        return "127.0.0.1"
-    return "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
-
-
 @main.command()
 @click.argument("dataset")
 @click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
-              callback=_check_jsonl_out,
-              help="A .jsonl or .ndjson file to write, or - for stdout (the default).")
+@jsonl_out_option
 def export(dataset, db_path, out_path):
     """Write every answer of DATASET as JSONL, in Prodigy's db-out format.
 
@@ -293,27 +234,6 @@ def status(dataset, db_path, history_path, as_json, audit_window, stop_threshold
 # -- offline: score, train, predict, db-in -----------------------------------------------------
 
 
-def _offline_options(command):
-    """The options score and train share: where the answers are and how to fit on them."""
-    options = [
-        click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False)),
-        click.option("--annotations", "annotations", required=True,
-                     type=click.Path(dir_okay=False),
-                     help="A retrain-loop .db, or a .jsonl in Prodigy's db-out format."),
-        click.option("--dataset", required=True, help="Dataset whose answers to use."),
-        click.option("--label", "labels",
-                     help="Comma-separated labels (default: the labels the answers were asked with)."),
-        click.option("--features",
-                     help="Comma-separated feature columns (default: all numeric columns)."),
-        click.option("--id-column", default="id", show_default=True,
-                     help="Column holding each row's id."),
-        setting_options("model", "seed"),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
 def _write_rows(out_path: str, rows: list[dict]) -> int:
     """Rows to ``out_path`` in its suffix's format, or JSONL to stdout; any progress on stderr."""
     from .offline import dump_jsonl, write_rows
@@ -335,7 +255,7 @@ def _shown(out_path: str) -> str:
 
 
 @main.command()
-@_offline_options
+@offline_options
 @rows_out_option
 @click.option("--top", type=click.IntRange(min=1), help="Write only the N most useful rows.")
 @setting_options("strategy", "prefer")
@@ -361,7 +281,7 @@ def score(pool_path, annotations, dataset, out_path, labels, features, id_column
 
 
 @main.command()
-@_offline_options
+@offline_options
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (a skops file, e.g. colours.skops).")
 def train(pool_path, annotations, dataset, out_path, labels, features, id_column, **settings):
@@ -435,6 +355,7 @@ def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
     Example: retrain-loop db-in colours colours-answers.jsonl --db colours.db --pool colours.jsonl
     """
     from .offline import import_report
+    from .report import import_lines
 
     with user_errors():
         pool = (load_pool(pool_path, features=_split(features), id_column=id_column)
@@ -444,15 +365,8 @@ def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
         new, report = import_report(store, dataset, in_path, pool=pool, labels=_split(labels))
         total = store.count(dataset)
     click.echo(f"Imported {new} new answers into {dataset} in {db_path} ({total} in total)")
-    if pool is not None:
-        matched = sum(report[f"matched by {how}"] for how in ("hash", "id", "content"))
-        click.echo(f"{matched} of {report['records']} match a row of {pool_path} (by hash "
-                   f"{report['matched by hash']}, by id {report['matched by id']}, by content "
-                   f"{report['matched by content']}); {report['matching no pool row']} match none")
-    for what in ("hashes computed", "binary accepted", "binary rejected"):
-        if report[what]:
-            click.echo(f"{what}: {report[what]}" + (" (kept: the row is never that label)"
-                                                    if what == "binary rejected" else ""))
+    for line in import_lines(report, pool_path if pool is not None else None):
+        click.echo(line)
 
 
 # -- simulate ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The CLI's options for engine settings, made from ``EngineSettings`` itself.
+"""The CLI's shared options: engine settings made from ``EngineSettings`` itself, the offline
+commands' inputs, and ``--out`` for the commands that write rows.
 
 Each option takes its flag, default and help from the setting's field, so every command that
 takes a setting offers it alike, and a new setting is a new field plus its click type here.
@@ -13,6 +14,7 @@ from typing import Any
 
 import click
 
+from .offline import OfflineError, output_format
 from .settings import MODES, UPDATE_MODES, EngineSettings
 from .strategies import STRATEGIES
 
@@ -62,3 +64,59 @@ def model_option(command: Callable) -> Callable:
 
 
 estimate_options = setting_options(*ESTIMATE)
+
+
+def _check_rows_out(ctx, param, value):
+    try:
+        output_format(value)
+    except OfflineError as e:  # a usage error (exit 2), before anything is read or fitted
+        raise click.BadParameter(str(e), ctx, param) from e
+    return value
+
+
+def _check_jsonl_out(ctx, param, value):  # export's --out
+    if value is not None and _check_rows_out(ctx, param, value) and output_format(value) != "jsonl":
+        raise click.BadParameter(f"{value}: export writes Prodigy's db-out format, which is "
+                                 "JSONL: name a .jsonl or .ndjson file, or - for stdout",
+                                 ctx, param)
+    return value
+
+
+def rows_out_option(command):
+    """``--out`` of a command that writes rows: CSV or JSONL by the suffix, ``-`` for stdout."""
+    return click.option(
+        "--out", "out_path", required=True, callback=_check_rows_out,
+        type=click.Path(dir_okay=False, allow_dash=True),
+        help="File to write, in the format its suffix names: .csv (a header of the rows' fields, "
+        "each label's probability in a column prob_LABEL, lists and objects as JSON text), "
+        ".jsonl or .ndjson (one JSON object a line, the probabilities under probs), or - for "
+        "JSONL on stdout.")(command)
+
+
+def offline_options(command: Callable) -> Callable:
+    """The options score and train share: where the answers are and how to fit on them."""
+    options = [
+        click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False)),
+        click.option("--annotations", "annotations", required=True,
+                     type=click.Path(dir_okay=False),
+                     help="A retrain-loop .db, or a .jsonl in Prodigy's db-out format."),
+        click.option("--dataset", required=True, help="Dataset whose answers to use."),
+        click.option("--label", "labels",
+                     help="Comma-separated labels (default: the labels the answers were asked with)."),
+        click.option("--features",
+                     help="Comma-separated feature columns (default: all numeric columns)."),
+        click.option("--id-column", default="id", show_default=True,
+                     help="Column holding each row's id."),
+        setting_options("model", "seed"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def jsonl_out_option(command: Callable) -> Callable:
+    """``export``'s ``--out``: Prodigy's db-out format is JSONL, to a file or to stdout."""
+    return click.option(
+        "--out", "out_path", type=click.Path(dir_okay=False, allow_dash=True),
+        callback=_check_jsonl_out,
+        help="A .jsonl or .ndjson file to write, or - for stdout (the default).")(command)

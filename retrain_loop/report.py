@@ -1,5 +1,5 @@
-"""Plain-text reports: how good the model is and whether to stop (``retrain-loop status``), and a
-simulation's summary (``retrain-loop simulate``)."""
+"""Plain-text reports: how good the model is and whether to stop (``retrain-loop status``), a
+simulation's summary (``retrain-loop simulate``) and what an import found (``db-in``)."""
 
 from __future__ import annotations
 
@@ -71,3 +71,20 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
                                for j, (cell, w) in enumerate(zip(r, widths)))
                      for r in [header, *rows])
+
+
+def import_lines(report: dict[str, int], pool_path: Any = None) -> list[str]:
+    """What ``db-in`` found (``offline.import_report``): how many records match the pool
+    (``pool_path``, when one was given), and how many needed hashes or were binary answers."""
+    lines = []
+    if pool_path is not None:
+        matched = sum(report[f"matched by {how}"] for how in ("hash", "id", "content"))
+        lines.append(f"{matched} of {report['records']} match a row of {pool_path} (by hash "
+                     f"{report['matched by hash']}, by id {report['matched by id']}, by content "
+                     f"{report['matched by content']}); {report['matching no pool row']} match "
+                     "none")
+    for what in ("hashes computed", "binary accepted", "binary rejected"):
+        if report[what]:
+            lines.append(f"{what}: {report[what]}" + (" (kept: the row is never that label)"
+                                                      if what == "binary rejected" else ""))
+    return lines
