@@ -8,7 +8,7 @@ swap), against the floor: ``clone(model).fit(X_train, y_train)`` plus ``predict_
 the same arrays with the same thread cap, alternating with the round repeat by repeat so that
 machine noise hits both alike. The pool is synthetic float32 features (3 columns at 10k rows, 8 at
 100k, 20 at 1M) labelled by a fixed random linear rule over 4 classes; the answers go in through
-``engine.update``, so they are stored exactly as the server stores them.
+``engine.add_answers``, so they are stored exactly as the server stores them.
 
 Part 2: ``POST /api/questions`` (n=10) against the real FastAPI app under uvicorn on 127.0.0.1,
 idle and while a background refit runs (100k pool, 8 columns, 1,000 labels, LightGBM).
@@ -245,7 +245,7 @@ def report(results: list[dict], http: dict | None, args, elapsed: float) -> str:
         SECTION, "",
         ("Refit rounds on synthetic pools (float32 features: 3 columns at 10k rows, 8 at 100k, 20 "
          "at 1M; 4 classes from a fixed random linear rule; answers stored in SQLite through "
-         "`engine.update`). A round is `engine.refit()`: read every answer, fit a fresh clone, "
+         "`engine.add_answers`). A round is `engine.refit()`: read every answer, fit a fresh clone, "
          "rescore the open rows, rank, swap. The floor is `clone(model).fit(X_train, y_train)` + "
          "`predict_proba(X_open)` on the same, prebuilt arrays under the same thread cap "
          f"(`threadpoolctl`, 1 thread), alternating with the round. Median of {args.repeats}. "
