@@ -851,3 +851,319 @@ def test_a_focused_control_keeps_enter_and_space(serve, page):
     page.keyboard.press("Enter")
     wait_for_next(page, third["hex"])
     expect(page.locator("#unsaved")).to_have_text("2 unsaved")
+
+
+# ---------------------------------------------------------------- keys, binary mode, clear states
+
+TWELVE = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "grey",
+          "black", "white"]
+
+
+def posted_answers(page) -> list[dict]:
+    """Every answer the page posts, in order, read from its requests."""
+    posted: list[dict] = []
+    page.on(
+        "request",
+        lambda request: (
+            posted.extend(request.post_data_json["answers"])
+            if request.url.endswith("/api/answers") and request.method == "POST"
+            else None
+        ),
+    )
+    return posted
+
+
+@pytest.mark.parametrize(
+    "keys, twelfth",
+    [(None, "w"), ("asdfghjkl;zq", "q")],
+    ids=["default-keys", "keys-option"],
+)
+def test_every_label_has_a_key_and_the_twelfth_picks_the_twelfth(serve, page, keys, twelfth):
+    rows = colour_rows(40, seed=8)
+    by_hex = {row["hex"]: row for row in rows}
+    app_options = {} if keys is None else {"keys": keys}
+    base = serve(rows, TWELVE, view="colour", features=["r", "g", "b"], batch_size=5,
+                 app_options=app_options)
+    project = httpx.get(base + "/api/project", timeout=5.0).json()
+    open_page(page, base, "twelve")
+    buttons = page.locator("#labels button.label")
+    expect(buttons).to_have_count(12)
+    expect(buttons.locator("kbd.key")).to_have_text(project["keys"])
+    last = buttons.nth(11)
+    expect(last).to_have_attribute("data-label", "white")
+    expect(last.locator("kbd.key")).to_have_text(twelfth)
+    shown = last.locator("kbd.key").inner_text()
+
+    row = shown_row(page, by_hex)
+    page.keyboard.press(shown)
+    expect(page.locator("#labels button.label.selected")).to_have_attribute("data-label", "white")
+    page.keyboard.press(shown.upper() if shown.isalpha() else shown)  # either case of a letter
+    expect(page.locator("#labels button.label.selected")).to_have_count(1)
+    page.keyboard.press(project["keys"][9])  # the tenth key: "0" by default
+    expect(page.locator("#labels button.label.selected")).to_have_attribute("data-label", "grey")
+    if keys is None:
+        expect(page.locator("#keys-help")).to_have_text(
+            "Keys: 1–9, 0, q, w pick a label · Enter accept · Space skip · Backspace undo"
+        )
+    else:
+        expect(page.locator("#keys-help")).to_have_text(
+            "Keys: a, s, d, f, g, h, j, k, l, ;, z, q pick a label · Enter accept · Space skip · "
+            "Backspace undo"
+        )
+    page.keyboard.press("Enter")
+    wait_for_next(page, row["hex"])
+    expect(page.locator("#unsaved")).to_have_text("1 unsaved")
+    assert page.js_errors == []
+
+
+def test_an_older_server_without_keys_gives_the_first_nine_labels_digits(serve, page):
+    rows = colour_rows(20, seed=9)
+    base = serve(rows, TWELVE, view="colour", features=["r", "g", "b"], batch_size=5)
+
+    def without_keys(route):
+        body = route.fetch().json()
+        body.pop("keys", None)
+        body.pop("mode", None)
+        route.fulfill(json=body)
+
+    page.route("**/api/project", without_keys)
+    open_page(page, base, "old-server")
+    keys = page.locator("#labels button.label kbd.key")
+    expect(keys).to_have_text([str(i) for i in range(1, 10)])
+    page.keyboard.press("9")
+    expect(page.locator("#labels button.label.selected")).to_have_attribute("data-label", "brown")
+    expect(page.locator("#keys-help")).to_have_text(
+        "Keys: 1–9 pick a label · Enter accept · Space skip · Backspace undo"
+    )
+    assert page.js_errors == []
+
+
+def test_binary_mode_asks_yes_or_no_about_the_models_guess(serve, page):
+    rows = colour_rows(200, seed=10)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5,
+                 mode="binary", audit=0.0)
+    engine = serve.last_engine
+    posted = posted_answers(page)
+    open_page(page, base, "yes-no")
+    question = page.locator("#question")
+
+    # No model yet: multiple choice, as in choice mode.
+    expect(question).to_be_hidden()
+    expect(page.locator("#reject")).to_be_hidden()
+    expect(page.locator("#keys-help")).to_have_text(
+        "Keys: 1–3 pick a label · Enter accept · Space skip · Backspace undo"
+    )
+    verdicts: dict[str, str] = {}
+    for _ in range(40):
+        row = shown_row(page, by_hex)
+        if question.is_visible():
+            label = page.locator("#question-label").inner_text()
+            assert label in COLOUR_LABELS
+            expect(page.locator("#labels")).to_be_hidden()
+            expect(page.locator("#reject")).to_be_visible()
+            expect(page.locator("#skip")).to_contain_text("Ignore")
+            expect(page.locator("#accept")).to_contain_text("a")
+            expect(page.locator("#keys-help")).to_have_text(
+                "Keys: a or Enter accept · x reject · Space ignore · Backspace undo"
+            )
+            expect(page.locator("#announce")).to_have_text(re.compile(rf"Is it {label}\?$"))
+            # The first question is rejected and the second accepted, whatever the model said.
+            key = "x" if not verdicts else "a"
+            verdicts[row["hex"]] = ("reject" if key == "x" else "accept", label)
+            page.keyboard.press(key)
+        else:
+            expect(page.locator("#labels button.label")).to_have_count(3)
+            label_with_keys(page, row)
+            page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+        if len(verdicts) == 2:
+            break
+        if page.locator("#unsaved").inner_text() != "0 unsaved" and len(posted) % 5 == 0:
+            engine.wait_idle(30)
+    assert len(verdicts) == 2, "no yes/no question in 40 tasks"
+
+    with page.expect_response(is_answers_post) as response:
+        page.locator("#save").click()
+    assert response.value.ok
+    expect(page.locator("#unsaved")).to_have_text("0 unsaved")
+    by_hex_posted = {entry["hex"]: entry for entry in posted}
+    for hex_value, (verdict, label) in verdicts.items():
+        entry = by_hex_posted[hex_value]
+        assert entry["answer"] == verdict and entry["accept"] == [] and entry["label"] == label
+    stored = {r["hex"]: r for r in engine.store.get("test")}
+    for hex_value, (verdict, label) in verdicts.items():
+        assert stored[hex_value]["answer"] == verdict, stored[hex_value]
+        assert stored[hex_value]["accept"] == ([label] if verdict == "accept" else [])
+    assert page.js_errors == []
+
+
+def test_server_away_banner_clears_itself_and_the_answers_go_out(serve, page):
+    rows = colour_rows(60, seed=11)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=10)
+    open_page(page, base, "away")
+    for _ in range(2):
+        row = shown_row(page, by_hex)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+
+    # The server stops answering: every request fails as a refused connection does.
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.locator("#save").click()
+    banner = page.locator("#error-text")
+    expect(banner).to_have_text(
+        "The server is not answering; your 2 answers are kept in this browser and will be sent "
+        "when it is back. Trying again every few seconds."
+    )
+    row = shown_row(page, by_hex)
+    label_with_keys(page, row)
+    page.keyboard.press("Enter")  # answering goes on from the tasks the page holds
+    expect(banner).to_contain_text("your 3 answers are kept")
+    expect(page.locator("#unsaved")).to_have_text("3 unsaved")
+    page.wait_for_timeout(3500)  # a tick's retry fails quietly
+    expect(banner).to_contain_text("your 3 answers are kept")
+    assert "fetch" not in banner.inner_text().lower()
+    assert stats(base)["n_annotations"] == 0
+
+    # Back: the next tick finds it, the banner goes and the answers are sent without a Save.
+    page.unroute("**/api/**")
+    expect(page.locator("#error-banner")).to_be_hidden()
+    expect(page.locator("#unsaved")).to_have_text("0 unsaved")
+    assert wait_for_stats(base, lambda st: st["n_annotations"] == 3)["n_annotations"] == 3
+    expect(page.locator("#stats-total")).to_have_text("3")
+    assert page.js_errors == []
+
+
+def test_leaving_the_page_hands_its_rows_back(serve, page):
+    rows = colour_rows(40, seed=12)
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "leaver")
+    held = wait_for_stats(base, lambda st: st["n_out"] >= 5)["n_out"]
+    # Without fetch, so only the beacon can do it: it must carry the JSON type the server asks for.
+    page.evaluate(
+        """() => {
+            const real = window.fetch;
+            window.fetch = (url, init) => String(url).includes("/api/release")
+                ? Promise.reject(new TypeError("no fetch in this test")) : real(url, init);
+        }"""
+    )
+    page.close()
+    s = wait_for_stats(base, lambda st: st["n_out"] == 0)
+    assert s["n_remaining"] == len(rows) and held >= 5, s
+
+
+def test_navigating_away_hands_rows_back_and_saves_the_answers(serve, page):
+    rows = colour_rows(40, seed=13)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "navigator")
+    row = shown_row(page, by_hex)
+    label_with_keys(page, row)
+    page.keyboard.press("Enter")
+    wait_for_next(page, row["hex"])
+    assert wait_for_stats(base, lambda st: st["n_out"] >= 4)["n_annotations"] == 0
+    page.goto(base + "/healthz")
+    s = wait_for_stats(base, lambda st: st["n_annotations"] == 1 and st["n_out"] == 0)
+    assert s["n_remaining"] == len(rows) - 1, s
+
+
+def test_no_more_tasks_says_how_many_rows_are_out_and_when_they_free_up(serve, page):
+    rows = colour_rows(8, seed=14)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    other = httpx.post(base + "/api/questions", json={"session": "other", "n": 3}, timeout=5.0)
+    assert len(other.json()["tasks"]) == 3
+    open_page(page, base, "last-one")
+    for i in range(5):
+        row = shown_row(page, by_hex)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        if i < 4:
+            wait_for_next(page, row["hex"])
+    done = page.locator("#done")
+    expect(done).to_be_visible()
+    expect(page.locator("#done-title")).to_have_text(
+        "No more tasks for now: 3 rows are out with other annotators or closed pages; "
+        "the first frees up in 10 min."
+    )
+    expect(page.locator("#announce")).to_have_text(page.locator("#done-title").inner_text())
+    assert page.js_errors == []
+
+
+def test_undo_of_a_saved_answer_takes_it_back_on_the_server(serve, page):
+    rows = colour_rows(60, seed=15)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "undoer")
+    answered = []
+    for _ in range(5):  # the fifth fills the batch, which is posted
+        row = shown_row(page, by_hex)
+        answered.append(row)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+    wait_for_stats(base, lambda st: st["n_annotations"] == 5)
+    expect(page.locator("#stats-total")).to_have_text("5")
+    expect(page.locator("#unsaved")).to_have_text("0 unsaved")
+
+    with page.expect_response(lambda r: r.url.endswith("/api/retract")) as retracted:
+        page.keyboard.press("Backspace")
+    assert retracted.value.json() == {"retracted": 1}
+    expect(page.locator("#swatch-hex")).to_have_text(answered[-1]["hex"])
+    expect(page.locator("#stats-total")).to_have_text("4")
+    s = stats(base)
+    assert s["n_annotations"] == 4 and sum(s["per_label"].values()) == 4, s
+    # Answered again, it is stored again.
+    label_with_keys(page, answered[-1])
+    page.keyboard.press("Enter")
+    page.locator("#save").click()
+    expect(page.locator("#stats-total")).to_have_text("5")
+    assert page.js_errors == []
+
+
+def test_a_wide_record_keeps_the_labels_and_accept_in_view(serve, browser):
+    rows = [
+        {"id": f"r{i}", **{f"feature_{j:02d}": round(i * 0.37 + j, 2) for j in range(29)}}
+        for i in range(20)
+    ]
+    assert len(rows[0]) == 30
+    base = serve(rows, TWELVE, view="record", features=[f"feature_{j:02d}" for j in range(29)],
+                 batch_size=5)
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    try:
+        open_page(page, base, "wide")
+        expect(page.locator("#record-body tr")).to_have_count(30)
+        assert page.evaluate("document.documentElement.scrollHeight") > 768, "the record fits anyway"
+        assert page.evaluate("window.scrollY") == 0
+        for selector in ("#accept", "#labels button.label >> nth=11", "#skip", "#undo"):
+            box = page.locator(selector).bounding_box()
+            assert box and box["y"] >= 0 and box["y"] + box["height"] <= 768, (selector, box)
+        expect(page.locator("#action-bar")).to_have_class(re.compile(r"\bstuck\b"))
+        expect(page.locator("#announce")).to_have_text("Task 1: record with 30 fields.")
+        page.keyboard.press("w")
+        page.locator("#accept").click()  # clickable where it is: nothing covers it
+        expect(page.locator("#unsaved")).to_have_text("1 unsaved")
+        expect(page.locator("#announce")).to_have_text("Task 2: record with 30 fields.")
+    finally:
+        context.close()
+
+
+def test_each_new_task_is_announced(serve, page):
+    rows = colour_rows(30, seed=16)
+    by_hex = {row["hex"]: row for row in rows}
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "listener")
+    announce = page.locator("#announce")
+    expect(announce).to_have_attribute("aria-live", "polite")
+    first = shown_row(page, by_hex)
+    expect(announce).to_have_text(f"Task 1: colour {first['hex']}.")
+    label_with_keys(page, first)
+    page.keyboard.press("Enter")
+    wait_for_next(page, first["hex"])
+    second = shown_row(page, by_hex)
+    expect(announce).to_have_text(f"Task 2: colour {second['hex']}.")
+    page.keyboard.press("Backspace")
+    expect(announce).to_have_text(f"Task 1: colour {first['hex']}.")

@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { keyCommand, ownsEnterAndSpace } from "../../retrain_loop/server/static/keys.js";
+import {
+  keyCommand, keyRanges, keysHelp, keysHelpText, labelKeys, normalKey, optionKeys, ownsEnterAndSpace,
+} from "../../retrain_loop/server/static/keys.js";
 
 // Just enough of an element for keys.js: tag, classes, role, href, parent and closest().
 function node({ tag, classes = [], role, href, parent = null, editable = false }) {
@@ -93,4 +95,89 @@ test("a link without href, or no target at all, keeps nothing", () => {
   assert.equal(ownsEnterAndSpace(anchor), false);
   assert.equal(ownsEnterAndSpace(null), false);
   assert.deepEqual(keyCommand({ key: "Enter", target: null }), { command: "accept" });
+});
+
+// ---- keys for every label
+
+const TWELVE = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "grey", "black", "white"];
+const SERVER_KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "q", "w"];
+
+test("each label gets the project's key; an older server without keys gives 1–9 to the first nine", () => {
+  assert.deepEqual(labelKeys(TWELVE, SERVER_KEYS), SERVER_KEYS);
+  assert.deepEqual(labelKeys(TWELVE, undefined), ["1", "2", "3", "4", "5", "6", "7", "8", "9", null, null, null]);
+  assert.deepEqual(labelKeys(["a", "b", "c"], ["1", null, ""]), ["1", null, null], "null or empty: no key");
+  assert.deepEqual(labelKeys(["a", "b"], ["1"]), ["1", null], "a label past the keys has none");
+});
+
+test("an option has its label's key; an option that is no label has none", () => {
+  const options = [{ id: "grey" }, { id: "red" }, { id: "mauve" }];
+  assert.deepEqual(optionKeys(options, TWELVE, SERVER_KEYS), ["0", "1", null]);
+});
+
+test("the key shown on the twelfth label picks the twelfth label", () => {
+  const pickKeys = labelKeys(TWELVE, SERVER_KEYS);
+  assert.equal(key("w"), null, "not with an older server's keys");
+  assert.deepEqual(keyCommand({ key: "w", target: body }, { pickKeys }), { command: "pick", index: 11 });
+  assert.deepEqual(keyCommand({ key: "0", target: body }, { pickKeys }), { command: "pick", index: 9 });
+  assert.deepEqual(keyCommand({ key: "1", target: body }, { pickKeys }), { command: "pick", index: 0 });
+  assert.equal(keyCommand({ key: "e", target: body }, { pickKeys }), null, "no thirteenth label");
+});
+
+test("letters match in either case; other keys only as they are", () => {
+  const pickKeys = ["1", "q", "W", "F2"];
+  assert.deepEqual(keyCommand({ key: "Q", target: body }, { pickKeys }), { command: "pick", index: 1 });
+  assert.deepEqual(keyCommand({ key: "w", target: body }, { pickKeys }), { command: "pick", index: 2 });
+  assert.deepEqual(keyCommand({ key: "F2", target: body }, { pickKeys }), { command: "pick", index: 3 });
+  assert.equal(keyCommand({ key: "f2", target: body }, { pickKeys }), null);
+  assert.equal(normalKey("Q"), "q");
+  assert.equal(normalKey(""), null);
+});
+
+test("a label's key never takes Enter, Space or Backspace, nor a focused control's Enter", () => {
+  const pickKeys = ["Enter", " ", "Backspace", "x"];
+  assert.deepEqual(keyCommand({ key: "Enter", target: body }, { pickKeys }), { command: "accept" });
+  assert.deepEqual(keyCommand({ key: " ", target: body }, { pickKeys }), { command: "skip" });
+  assert.deepEqual(keyCommand({ key: "Backspace", target: body }, { pickKeys }), { command: "undo" });
+  assert.equal(keyCommand({ key: "Enter", target: undoButton }, { pickKeys }), null);
+  assert.deepEqual(keyCommand({ key: "x", target: undoButton }, { pickKeys }), { command: "pick", index: 3 });
+});
+
+test("on a yes/no question: a or Enter accepts, x rejects, Space ignores, labels' keys do nothing", () => {
+  const binary = { pickKeys: [], binary: true };
+  assert.deepEqual(keyCommand({ key: "a", target: body }, binary), { command: "accept" });
+  assert.deepEqual(keyCommand({ key: "A", target: body }, binary), { command: "accept" });
+  assert.deepEqual(keyCommand({ key: "Enter", target: body }, binary), { command: "accept" });
+  assert.deepEqual(keyCommand({ key: "x", target: body }, binary), { command: "reject" });
+  assert.deepEqual(keyCommand({ key: " ", target: body }, binary), { command: "skip" });
+  assert.deepEqual(keyCommand({ key: "Backspace", target: body }, binary), { command: "undo" });
+  assert.deepEqual(keyCommand({ key: "x", target: body, repeat: true }, binary), { command: null });
+  assert.equal(keyCommand({ key: "1", target: body }, binary), null);
+  assert.equal(keyCommand({ key: "Enter", target: undoButton }, binary), null, "a focused control keeps Enter");
+  // On a multiple-choice question of the same project, a and x are labels' keys when they have them.
+  const choice = { pickKeys: ["a", "x"], binary: false };
+  assert.deepEqual(keyCommand({ key: "x", target: body }, choice), { command: "pick", index: 1 });
+});
+
+test("runs of three or more digits in a row are shown as a range; letters one by one", () => {
+  assert.deepEqual(keyRanges(SERVER_KEYS), ["1–9", "0", "q", "w"]);
+  assert.deepEqual(keyRanges(["1", "2", null, "q"]), ["1", "2", "q"]);
+  assert.deepEqual(keyRanges(["3", "4", "5", "7"]), ["3–5", "7"]);
+  assert.deepEqual(keyRanges(["h", "j", "k", "l"]), ["h", "j", "k", "l"]);
+  assert.deepEqual(keyRanges([]), []);
+});
+
+test("the keys line is made from the labels' keys and the task on screen", () => {
+  assert.equal(keysHelpText(keysHelp({ pickKeys: SERVER_KEYS })),
+    "1–9, 0, q, w pick a label · Enter accept · Space skip · Backspace undo");
+  assert.equal(keysHelpText(keysHelp({ pickKeys: ["1", "2", "3"] })),
+    "1–3 pick a label · Enter accept · Space skip · Backspace undo");
+  assert.equal(keysHelpText(keysHelp({ pickKeys: "asdfghjkl;zq".split("") })),
+    "a, s, d, f, g, h, j, k, l, ;, z, q pick a label · Enter accept · Space skip · Backspace undo");
+  assert.equal(keysHelpText(keysHelp({ pickKeys: [null, null] })),
+    "Enter accept · Space skip · Backspace undo", "no label has a key");
+  assert.equal(keysHelpText(keysHelp({ pickKeys: [], binary: true })),
+    "a or Enter accept · x reject · Space ignore · Backspace undo");
+  const all = "1234567890qwertyuiopasdfghjklzxcvbnm".split("");
+  assert.equal(keysHelpText(keysHelp({ pickKeys: all })),
+    "1–9, 0, q, w, e, r, t, y, u, i, …, m pick a label · Enter accept · Space skip · Backspace undo");
 });

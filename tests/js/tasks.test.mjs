@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { isAudit, modelGuess, optionsFor, preselected, taskKey } from "../../retrain_loop/server/static/tasks.js";
+import {
+  binaryLabel, isAudit, modelGuess, optionsFor, preselected, recordFields, taskKey,
+} from "../../retrain_loop/server/static/tasks.js";
 
 const LABELS = ["red", "green", "blue"];
 
@@ -28,4 +30,19 @@ test("the guess is preselected only when it is one of the options, and never on 
   assert.equal(isAudit(audit), true);
   assert.equal(modelGuess(audit), null);
   assert.equal(preselected(audit, LABELS), null);
+});
+
+test("in binary mode a task with one of the labels is a yes/no question; otherwise it is multiple choice", () => {
+  assert.equal(binaryLabel({ label: "green" }, "binary", LABELS), "green");
+  assert.equal(binaryLabel({}, "binary", LABELS), null, "no model yet, or a random check");
+  assert.equal(binaryLabel({ label: "mauve" }, "binary", LABELS), null, "not a label");
+  assert.equal(binaryLabel({ label: 3 }, "binary", LABELS), null);
+  assert.equal(binaryLabel({ label: "green" }, "choice", LABELS), null, "in choice mode a label column is data");
+  assert.equal(binaryLabel({ label: "green" }, undefined, LABELS), null, "an older server: choice");
+});
+
+test("a record shows its own fields, not the engine's bookkeeping, nor a question's label", () => {
+  const task = { id: 1, x: 2, label: "green", _input_hash: 3, options: [], accept: [], meta: {}, answer: "accept" };
+  assert.deepEqual(recordFields(task), ["id", "x", "label"]);
+  assert.deepEqual(recordFields(task, { binary: true }), ["id", "x"]);
 });

@@ -1,7 +1,35 @@
-/* The server's HTTP API as the page uses it, with FastAPI's error detail turned into text. */
+/* The server's HTTP API as the page uses it, with FastAPI's error detail turned into text.
+ *
+ * A request that gets no response at all (the server stopped, the network gone, no answer within
+ * READ_TIMEOUT_MS for a read) throws an error with `away: true`; watchServer's listener hears
+ * false then, and true on any response, even an error status: the server is answering.
+ */
 
 const KEEPALIVE_MAX_BYTES = 60000; // browsers cap keepalive bodies at 64 KiB
+const READ_TIMEOUT_MS = 15000;
 const JSON_HEADERS = { "Content-Type": "application/json", Accept: "application/json" };
+
+let listener = () => {};
+
+export function watchServer(fn) { listener = fn; }
+
+async function request(url, init) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    listener(false);
+    const away = new Error("the server is not answering (" + String(err && err.message ? err.message : err) + ")");
+    away.away = true;
+    throw away;
+  }
+  listener(true);
+  return response;
+}
+
+function readSignal() {
+  return typeof AbortSignal !== "undefined" && AbortSignal.timeout ? AbortSignal.timeout(READ_TIMEOUT_MS) : undefined;
+}
 
 // FastAPI sends {"detail": "text"} or, for validation errors, {"detail": [{loc, msg}, ...]}.
 export function describeDetail(detail) {
@@ -39,7 +67,7 @@ export function messageOf(err) {
 }
 
 export async function postJSON(url, body) {
-  const response = await fetch(url, {
+  const response = await request(url, {
     method: "POST", headers: JSON_HEADERS, body: JSON.stringify(body), cache: "no-store",
   });
   if (!response.ok) throw new Error("POST " + url + " failed: " + (await errorText(response)));
@@ -47,7 +75,9 @@ export async function postJSON(url, body) {
 }
 
 export async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const response = await request(url, {
+    headers: { Accept: "application/json" }, cache: "no-store", signal: readSignal(),
+  });
   if (!response.ok) throw new Error("GET " + url.split("?")[0] + " failed: " + (await errorText(response)));
   return response.json();
 }
@@ -64,6 +94,29 @@ export async function postAnswers(session, answers, { keepalive = false } = {}) 
   const body = JSON.stringify({ session, answers });
   const init = { method: "POST", headers: JSON_HEADERS, body };
   if (keepalive && new TextEncoder().encode(body).length < KEEPALIVE_MAX_BYTES) init.keepalive = true;
-  const response = await fetch("/api/answers", init);
+  const response = await request("/api/answers", init);
   if (!response.ok) throw new Error("Saving answers failed: " + (await errorText(response)));
+}
+
+// Undo of an answer the server has stored: it deletes this session's answer to the task and holds
+// the row for this session again. Resolves to how many answers it deleted (0 or 1).
+export async function retractAnswer(session, entry) {
+  const data = await postJSON("/api/retract", {
+    session, _input_hash: entry._input_hash, _task_hash: entry._task_hash,
+  });
+  return data && typeof data.retracted === "number" ? data.retracted : 0;
+}
+
+// The page is going away: hand back the rows this session holds, so others get them now rather
+// than when the leases run out. A beacon outlives the page; Chromium sends a Blob's type as the
+// Content-Type, which the server's write guard asks for. Without a beacon, a keepalive fetch.
+export function releaseSession(session) {
+  const body = JSON.stringify({ session });
+  try {
+    if (navigator.sendBeacon && navigator.sendBeacon("/api/release", new Blob([body], { type: "application/json" }))) {
+      return "beacon";
+    }
+  } catch (e) { /* fall through to fetch */ }
+  fetch("/api/release", { method: "POST", headers: JSON_HEADERS, body, keepalive: true }).catch(() => {});
+  return "fetch";
 }

@@ -6,71 +6,65 @@
  * Flow: lease tasks into a local queue (more when fewer than half a batch remains), show one at a
  * time, collect answers in the outbox (mirrored in localStorage, so a reload or a crash loses
  * nothing), and post the outbox when it holds a batch, on "Save", and when the page is hidden.
+ * While the server does not answer, the banner says so and the stats tick keeps asking; when it
+ * answers again, the outbox goes out by itself. Leaving the page hands its leased rows back.
  */
-import { getJSON, leaseTasks, messageOf, postAnswers } from "./api.js";
-import { installKeys } from "./keys.js";
+import {
+  getJSON, leaseTasks, messageOf, postAnswers, releaseSession, retractAnswer, watchServer,
+} from "./api.js";
+import { installKeys, keysHelp, optionKeys } from "./keys.js";
+import { announceText, noTasksText, serverAwayText } from "./messages.js";
 import { createOutbox, outboxKey } from "./outbox.js";
 import { createQueue } from "./queue.js";
+import { SESSION_RE, resolveSession, storage } from "./session.js";
 import { createPanel } from "./stats.js";
-import { optionsFor, preselected } from "./tasks.js";
+import { binaryLabel, optionsFor, preselected } from "./tasks.js";
+import { createUndo } from "./undo.js";
 import { createViews } from "./views.js";
 
 const STATS_EVERY_MS = 3000;
 const HISTORY_MAX = 200;
-const SESSION_RE = /^[A-Za-z0-9_.@-]{1,64}$/; // what the server accepts as a session name
-const SESSION_KEY = "retrain_loop.session";
+const UNDO_ONLY = [{ keys: ["Backspace"], join: ", ", text: "undo" }];
 
-// Any of these may throw where the browser blocks storage; the outbox and attempt() catch that.
-const storage = {
-  getItem: (k) => window.localStorage.getItem(k),
-  setItem: (k, v) => window.localStorage.setItem(k, v),
-  removeItem: (k) => window.localStorage.removeItem(k),
-};
-
-function attempt(fn) {
-  try { return fn(); } catch (e) { return null; }
-}
-
-function randomSuffix(n) {
-  const chars = "abcdefghijklmnopqrstuvwxyz0123456789";
-  const bytes = crypto.getRandomValues(new Uint8Array(n));
-  return Array.from(bytes, (b) => chars[b % chars.length]).join("");
-}
-
-function resolveSession() {
-  const fromUrl = new URLSearchParams(window.location.search).get("session");
-  if (fromUrl && fromUrl.trim()) return fromUrl.trim();
-  const stored = attempt(() => storage.getItem(SESSION_KEY));
-  if (stored) return stored;
-  const made = "annotator-" + randomSuffix(4);
-  attempt(() => storage.setItem(SESSION_KEY, made));
-  return made;
-}
-
-// Set once the project is loaded (and, for the last three, the session name is valid).
+// Set once the project is loaded (and, for the rest, the session name is valid).
 let project = null;
+let session = null;
 let queue = null;
 let outbox = null;
 let panel = null;
+let undoer = null;
 
-let selected = null;   // the label selected for the task on screen
-const history = [];    // [{task, entry, selected}] for undo, newest last
-let ticker = null;
 let views = null;
+let selected = null;   // the label selected for the task on screen
+let screen = { options: [], pickKeys: [], binary: false }; // what the keys mean for it
+const history = [];    // [{task, entry, selected}] for undo, newest last
+let lastStats = null;  // the latest GET /api/stats, for the empty state
+let away = false;      // the last request got no response at all
+let ticker = null;
 
-function render() {
+// isNew: the task has just come on screen (it is announced), rather than redrawn.
+function render(isNew) {
   const task = queue.current;
   const canUndo = history.length > 0;
-  if (task) {
-    views.showTask(task, { view: project.view, options: optionsFor(task, project.labels), selected, canUndo });
-  } else {
-    views.showEmpty({ done: queue.done, failed: queue.failed, canUndo });
+  if (!task) {
+    screen = { options: [], pickKeys: [], binary: false };
+    views.showEmpty({ done: queue.done, failed: queue.failed, canUndo, title: noTasksText(lastStats) });
+    views.showKeysHelp(UNDO_ONLY);
+    return;
   }
+  const binary = binaryLabel(task, project.mode, project.labels);
+  const options = binary === null ? optionsFor(task, project.labels) : [];
+  const pickKeys = optionKeys(options, project.labels, project.keys);
+  screen = { options, pickKeys, binary: binary !== null };
+  const announce = isNew ? announceText(task, { n: history.length + 1, view: project.view, binary }) : null;
+  views.showTask(task, { view: project.view, options, keys: pickKeys, binary, selected, canUndo, announce });
+  views.showKeysHelp(keysHelp(screen));
 }
 
 function onShow(task) {
-  selected = task ? preselected(task, project.labels) : null;
-  render();
+  selected = task && binaryLabel(task, project.mode, project.labels) === null
+    ? preselected(task, project.labels) : null;
+  render(true);
 }
 
 function select(label) {
@@ -80,24 +74,27 @@ function select(label) {
 }
 
 function pick(index) {
-  if (!queue || !queue.current) return;
-  const options = optionsFor(queue.current, project.labels);
-  if (index < options.length) select(options[index].id);
+  if (index < screen.options.length) select(screen.options[index].id);
 }
 
+// kind: "accept", "reject" (a yes/no question only) or "ignore".
 function answer(kind) {
   const task = queue && queue.current;
   if (!task) return;
   let accept = [];
-  if (kind === "accept") {
-    if (selected === null) {
-      views.flashHint("Pick a label first: press 1–9 or click one.");
-      return;
+  if (!screen.binary) {
+    if (kind === "reject") return;
+    if (kind === "accept") {
+      if (selected === null) {
+        views.flashHint("Pick a label first: press its key or click it.");
+        return;
+      }
+      accept = [selected];
     }
-    accept = [selected];
   }
+  // A yes/no answer carries its label and accepts nothing: the server reads accept or reject.
   const entry = Object.assign({}, task, { answer: kind, accept });
-  outbox.add(entry);
+  undoer.give(entry);
   history.push({ task, entry, selected });
   if (history.length > HISTORY_MAX) history.shift();
   queue.markSeen(task);
@@ -112,29 +109,58 @@ function undo() {
     views.flashHint("Nothing to undo.");
     return;
   }
-  // If it was posted already, the next answer for this task replaces it on the server.
-  outbox.remove(last.entry);
   queue.putBack(last.task);
   selected = last.selected;
   views.clearHint();
-  render();
+  render(true);
+  undoer.takeBack(last.entry); // from the outbox, or retracted on the server
 }
 
 function save(keepalive) {
   if (outbox) outbox.flush({ keepalive });
 }
 
-function showPostFailure(err) {
+function showAway() {
+  views.showError(serverAwayText(outbox ? outbox.size : 0));
+}
+
+// Every response, or its absence, says whether the server is there.
+function serverAnswering(up) {
+  if (!up) {
+    away = true;
+    showAway();
+    return;
+  }
+  if (!away) return;
+  away = false;
+  views.clearError();
+  if (!outbox || !queue) return;
+  outbox.flush();
+  if (!queue.fetching && (queue.failed || queue.dry)) queue.fetchMore();
+}
+
+function showFailure(prefix, err) {
+  if (err && err.away) return; // serverAnswering has said it
   let msg = messageOf(err);
-  if (msg.indexOf("Saving answers failed") !== 0) msg = "Saving answers failed: " + msg;
-  views.showError(msg + " — " + outbox.size + " answers kept; they will be sent again.");
+  if (prefix && msg.indexOf(prefix) !== 0) msg = prefix + ": " + msg;
+  return msg;
+}
+
+function showPostFailure(err) {
+  const msg = showFailure("Saving answers failed", err);
+  if (msg) views.showError(msg + " — " + outbox.size + " answers kept; they will be sent again.");
+}
+
+function showUndoFailure(err) {
+  const msg = showFailure("Undo did not reach the server", err);
+  if (msg) views.showError(msg + " — answer this task again to replace the stored answer.");
 }
 
 function tick() {
   if (document.visibilityState !== "visible") return;
-  panel.refresh();
+  panel.refresh(); // while the server is away, this is the request that finds it back
   // When the screen ran dry, look again: leases expire and other annotators undo.
-  if (!queue.fetching && (queue.failed || queue.dry)) queue.fetchMore();
+  if (!away && !queue.fetching && (queue.failed || queue.dry)) queue.fetchMore();
 }
 
 function startTicking() {
@@ -149,13 +175,16 @@ function stopTicking() {
 function bind() {
   const on = (id, fn) => document.getElementById(id).addEventListener("click", fn);
   installKeys(document, {
-    ready: () => project !== null,
+    ready: () => queue !== null,
+    context: () => screen,
     pick,
     accept: () => answer("accept"),
+    reject: () => answer("reject"),
     skip: () => answer("ignore"),
     undo,
   });
   on("accept", () => answer("accept"));
+  on("reject", () => answer("reject"));
   on("skip", () => answer("ignore"));
   on("undo", undo);
   on("done-undo", undo);
@@ -169,19 +198,39 @@ function bind() {
       startTicking();
     }
   });
-  // Last chance for anything still unsaved (also kept in localStorage).
-  window.addEventListener("pagehide", () => save(true));
+  // Last chance for anything still unsaved (also kept in localStorage); the rows this page holds
+  // go back to the others now, not when their leases run out.
+  window.addEventListener("pagehide", () => {
+    save(true);
+    if (queue) releaseSession(session);
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The project, asked for again every few seconds while the server is away.
+async function loadProject() {
+  for (;;) {
+    try {
+      return await getJSON("/api/project");
+    } catch (err) {
+      if (!err.away) throw err;
+      views.showLoading("Waiting for the server…");
+      await sleep(STATS_EVERY_MS);
+    }
+  }
 }
 
 async function init() {
   views = createViews({ onPick: select });
+  watchServer(serverAnswering);
   bind();
   document.body.dataset.pendingPosts = "0";
-  const session = resolveSession();
+  session = resolveSession();
   views.showSession(session);
   views.showUnsaved(0);
   try {
-    project = await getJSON("/api/project");
+    project = await loadProject();
   } catch (err) {
     views.showLoading("Could not load the project.");
     views.showError(messageOf(err));
@@ -197,7 +246,14 @@ async function init() {
   const bs = Number(project.batch_size);
   const batchSize = isFinite(bs) && bs >= 1 ? Math.floor(bs) : 10;
 
-  panel = createPanel({ load: () => getJSON("/api/stats"), labels: project.labels });
+  panel = createPanel({
+    load: () => getJSON("/api/stats"),
+    labels: project.labels,
+    onStats: (s) => {
+      lastStats = s;
+      if (queue && !queue.current && queue.done) render(false);
+    },
+  });
   outbox = createOutbox({
     storage,
     key: outboxKey(project.dataset, session),
@@ -205,6 +261,7 @@ async function init() {
     onChange: () => {
       views.showUnsaved(outbox.size);
       document.body.dataset.pendingPosts = outbox.posting ? "1" : "0";
+      if (away) showAway();
     },
     onSent: (batch, recovered) => {
       if (recovered) views.clearError();
@@ -212,17 +269,24 @@ async function init() {
     },
     onFailed: showPostFailure,
   });
-  queue = createQueue({
+  undoer = createUndo({
+    outbox,
+    retract: (entry) => retractAnswer(session, entry),
+    onRetracted: () => panel.refresh(),
+    onFailed: showUndoFailure,
+  });
+  const lease = createQueue({
     lease: (n, fresh) => leaseTasks(session, n, fresh),
     batchSize,
     onShow,
-    onFailed: (err) => views.showError(messageOf(err)),
-    onRecovered: () => { if (!outbox.failing) views.clearError(); },
+    onFailed: (err) => { const msg = showFailure("", err); if (msg) views.showError(msg); },
+    onRecovered: () => { if (!outbox.failing && !away) views.clearError(); },
   });
 
-  outbox.restore().forEach(queue.markSeen);
+  outbox.restore().forEach(lease.markSeen);
   // Store what an earlier visit left unsaved before asking for fresh tasks.
   if (outbox.size) await outbox.flush();
+  queue = lease;
   panel.refresh();
   startTicking();
   queue.fetchMore();

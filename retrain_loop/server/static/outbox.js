@@ -42,6 +42,7 @@ export function createOutbox({
   let again = false;        // a flush was asked for while one was in flight
   let againKeepalive = false;
   let failing = false;      // the last post failed
+  let carrying = new Set(); // the entries of the post in flight
 
   // A full or blocked storage loses only the mirror: the entries are still held here.
   function persist() {
@@ -82,7 +83,8 @@ export function createOutbox({
     onChange();
   }
 
-  // Takes back an entry not sent yet; false if it is not here (the server has it already).
+  // Takes back an entry not sent yet; false if it is not here (the server has it already). An
+  // entry in the post in flight (sending()) is taken back too, but that post may still store it.
   function remove(entry) {
     const i = entries.indexOf(entry);
     if (i === -1) return false;
@@ -111,9 +113,11 @@ export function createOutbox({
       for (;;) {
         const batch = entries.slice(0, maxPerPost);
         const more = entries.length > batch.length;
+        carrying = new Set(batch);
         try {
           await post(batch, { keepalive });
         } catch (err) {
+          carrying = new Set();
           // Nothing is dropped, and nothing more is tried now: the next flush sends it all again.
           failing = true;
           again = false;
@@ -121,7 +125,8 @@ export function createOutbox({
           onFailed(err);
           return false;
         }
-        const carried = new Set(batch);
+        const carried = carrying;
+        carrying = new Set();
         entries = entries.filter((e) => !carried.has(e));
         persist();
         const recovered = failing;
@@ -142,6 +147,9 @@ export function createOutbox({
 
   return {
     restore, add, remove, flush,
+    // The entry is in the post in flight: whether the server stores it is known once settled().
+    sending: (entry) => carrying.has(entry),
+    settled: () => (running ? running.then(() => undefined, () => undefined) : Promise.resolve()),
     get size() { return entries.length; },
     get entries() { return entries.slice(); },
     get posting() { return posting; },

@@ -8,8 +8,9 @@ import { renderMistakes } from "./mistakes.js";
 
 const REFIT_POLL_MS = 600;
 
-// load() resolves to GET /api/stats; labels: the project's labels, in their order.
-export function createPanel({ load, labels }) {
+// load() resolves to GET /api/stats; labels: the project's labels, in their order; onStats(s)
+// hears each stats read.
+export function createPanel({ load, labels, onStats = () => {} }) {
   const el = byIds([
     "stats-total", "stats-round", "stats-learner", "stats-refit-ms", "stats-remaining", "refitting",
     "stats-error", "per-label", "curve", "accuracy", "stop", "stop-badge", "stop-message", "stop-kappa",
@@ -20,15 +21,28 @@ export function createPanel({ load, labels }) {
   let refitPoll = null;
   const drawn = {};
 
+  let again = false; // a refresh was asked for during one: what changed may postdate its read
+
   async function refresh() {
-    if (busy) return;
+    if (busy) {
+      again = true;
+      return;
+    }
     busy = true;
+    let s;
     try {
-      render(await load());
+      s = await load();
     } catch (err) {
-      // A stats hiccup is not worth a banner; the next tick tries again.
+      again = false;
+      return; // a stats hiccup is not worth a banner (the server being away has its own)
     } finally {
       busy = false;
+    }
+    render(s);
+    onStats(s);
+    if (again) {
+      again = false;
+      refresh();
     }
   }
 

@@ -26,6 +26,16 @@ export function optionsFor(task, labels) {
   return (labels || []).map((l) => ({ id: String(l), text: String(l) }));
 }
 
+// Engine bookkeeping that a record view does not show (besides fields starting with "_").
+const BOOKKEEPING = new Set(["options", "accept", "meta", "answer"]);
+
+// The fields a record view shows, in the task's order; on a yes/no question its label is the
+// question, not a field.
+export function recordFields(task, { binary = false } = {}) {
+  return Object.keys(task).filter((key) => key.charAt(0) !== "_" && !BOOKKEEPING.has(key) &&
+    !(binary && key === "label"));
+}
+
 export function taskMeta(task) {
   return task && task.meta && typeof task.meta === "object" ? task.meta : {};
 }
@@ -47,4 +57,12 @@ export function preselected(task, labels) {
   const guess = modelGuess(task);
   if (guess === null) return null;
   return optionsFor(task, labels).some((o) => o.id === guess) ? guess : null;
+}
+
+// In binary mode a task with a label is the question "is this LABEL?"; the label, else null. A
+// task without one (no model yet, a random check) is asked as multiple choice. In choice mode a
+// pool column named "label" is only data.
+export function binaryLabel(task, mode, labels) {
+  if (mode !== "binary" || !task || typeof task.label !== "string") return null;
+  return (labels || []).map(String).indexOf(task.label) === -1 ? null : task.label;
 }

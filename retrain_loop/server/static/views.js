@@ -1,11 +1,11 @@
-/* The card and the top bar: a task in its view (colour, record or image), its labels and the
- * model's guess, the empty states, the unsaved count, the error banner and the hint line.
+/* The card and the top bar: a task in its view (colour, record or image), its labels with their
+ * keys or its yes/no question, the model's guess, the empty states, the unsaved count, the error
+ * banner, the hint and keys lines, and the announcement of each task to screen readers.
  */
 import { byIds, clearChildren } from "./dom.js";
-import { isAudit, modelGuess, taskMeta } from "./tasks.js";
+import { BINARY_KEYS } from "./keys.js";
+import { isAudit, modelGuess, recordFields, taskMeta } from "./tasks.js";
 
-// Engine bookkeeping that a record view does not show (besides fields starting with "_").
-const META_KEYS = new Set(["options", "accept", "meta", "answer"]);
 const HINT_MS = 2500;
 
 function clampChannel(v) {
@@ -23,11 +23,20 @@ export function createViews({ onPick }) {
   const el = byIds([
     "dataset", "model-info", "session", "unsaved", "error-banner", "error-text", "error-dismiss",
     "loading", "task", "swatch-wrap", "swatch", "swatch-hex", "record", "record-body", "image-wrap",
-    "image", "guess", "labels", "undo", "hint", "done", "done-undo",
+    "image", "guess", "labels", "undo", "hint", "done", "done-undo", "done-title", "question",
+    "question-label", "accept-keys", "reject", "skip-text", "keys-help", "announce", "action-bar",
   ]);
   let hintTimer = null;
 
   el.errorDismiss.addEventListener("click", clearError);
+  // The action bar is stuck at the bottom of the window when its bottom edge is cut off: then a
+  // line and a shadow set it apart from the record scrolling under it.
+  if (typeof IntersectionObserver !== "undefined") {
+    new IntersectionObserver(([e]) => {
+      el.actionBar.classList.toggle("stuck", e.intersectionRatio > 0 &&
+        e.intersectionRect.bottom < e.boundingClientRect.bottom);
+    }, { threshold: [0, 1] }).observe(el.actionBar);
+  }
   el.image.addEventListener("load", () => {
     const tiny = el.image.naturalWidth > 0 && el.image.naturalWidth <= 64 && el.image.naturalHeight <= 64;
     el.image.classList.toggle("tiny", tiny);
@@ -95,10 +104,9 @@ export function createViews({ onPick }) {
     el.swatchWrap.hidden = false;
   }
 
-  function renderRecord(task) {
+  function renderRecord(task, binary) {
     clearChildren(el.recordBody);
-    Object.keys(task).forEach((key) => {
-      if (key.charAt(0) === "_" || META_KEYS.has(key)) return;
+    recordFields(task, { binary: binary !== null }).forEach((key) => {
       const value = task[key];
       const tr = document.createElement("tr");
       const th = document.createElement("th");
@@ -123,19 +131,21 @@ export function createViews({ onPick }) {
     el.imageWrap.hidden = false;
   }
 
-  function renderLabels(options) {
+  // keys: the key of each option (null: none), from keys.optionKeys.
+  function renderLabels(options, keys) {
     clearChildren(el.labels);
     options.forEach((opt, i) => {
       const btn = document.createElement("button");
       btn.type = "button";
       btn.className = "label";
       btn.dataset.label = opt.id;
-      if (i < 9) {
-        const key = document.createElement("span");
+      if (keys[i]) {
+        const key = document.createElement("kbd");
         key.className = "key";
-        key.textContent = String(i + 1);
+        key.textContent = keys[i];
         btn.appendChild(key);
-        btn.title = "press " + (i + 1);
+        btn.title = "press " + keys[i];
+        btn.setAttribute("aria-keyshortcuts", keys[i]);
       }
       const text = document.createElement("span");
       text.className = "label-text";
@@ -146,7 +156,25 @@ export function createViews({ onPick }) {
     });
   }
 
-  function renderGuess(task) {
+  // A yes/no question about one label, or the labels to choose from.
+  function renderQuestion(binary, options, keys) {
+    el.question.hidden = binary === null;
+    el.labels.hidden = binary !== null;
+    el.reject.hidden = binary === null;
+    el.skipText.textContent = binary === null ? "Skip" : "Ignore";
+    clearChildren(el.acceptKeys);
+    (binary === null ? ["Enter"] : [BINARY_KEYS.accept, "Enter"]).forEach((k) => {
+      el.acceptKeys.appendChild(document.createElement("kbd")).textContent = k;
+    });
+    if (binary !== null) {
+      el.questionLabel.textContent = binary;
+      clearChildren(el.labels);
+    } else {
+      renderLabels(options, keys);
+    }
+  }
+
+  function renderGuess(task, binary) {
     const meta = taskMeta(task);
     el.guess.dataset.source = meta.source !== undefined && meta.source !== null ? String(meta.source) : "";
     el.guess.classList.remove("has-model", "audit");
@@ -156,14 +184,15 @@ export function createViews({ onPick }) {
       return;
     }
     const guess = modelGuess(task);
-    if (guess === null) {
+    if (guess === null && binary === null) {
       el.guess.textContent = "no model yet";
       return;
     }
-    let text = "model: " + guess;
     const p = Number(meta.p);
-    if (meta.p !== undefined && meta.p !== null && isFinite(p)) text += " " + Math.round(p * 100) + "%";
-    el.guess.textContent = text;
+    const pct = meta.p !== undefined && meta.p !== null && isFinite(p) ? Math.round(p * 100) + "%" : null;
+    // On a yes/no question the guess is the question; only its confidence is news.
+    if (binary !== null) el.guess.textContent = "the model's guess" + (pct ? ", " + pct + " sure" : "");
+    else el.guess.textContent = "model: " + guess + (pct ? " " + pct : "");
     el.guess.classList.add("has-model");
   }
 
@@ -175,8 +204,12 @@ export function createViews({ onPick }) {
     });
   }
 
-  // view: the project's view ("colour", "image", else a record); options: from tasks.optionsFor.
-  function showTask(task, { view, options, selected, canUndo }) {
+  /**
+   * view: the project's view ("colour", "image", else a record); options: from tasks.optionsFor,
+   * keys: their keys; binary: the label of a yes/no question, else null; announce: the line for
+   * screen readers, given only when the task is new on screen.
+   */
+  function showTask(task, { view, options, keys, binary = null, selected, canUndo, announce }) {
     el.loading.hidden = true;
     el.done.hidden = true;
     el.task.hidden = false;
@@ -185,19 +218,23 @@ export function createViews({ onPick }) {
     el.imageWrap.hidden = true;
     if (view === "colour" || view === "color") renderColour(task);
     else if (view === "image") renderImage(task);
-    else renderRecord(task);
-    renderLabels(options);
-    renderGuess(task);
+    else renderRecord(task, binary);
+    renderQuestion(binary, options, keys);
+    renderGuess(task, binary);
     showSelection(selected);
     el.undo.disabled = !canUndo;
+    if (announce) el.announce.textContent = announce;
     document.body.dataset.ready = "1";
   }
 
-  // No task on screen: either all is done (done), or more are on the way or being retried (failed).
-  function showEmpty({ done, failed, canUndo }) {
+  // No task on screen: either all is done (done, with its title), or more are on the way or being
+  // retried (failed).
+  function showEmpty({ done, failed, canUndo, title }) {
     el.loading.hidden = true;
     el.task.hidden = true;
     if (done) {
+      if (el.doneTitle.textContent !== title) el.doneTitle.textContent = title;
+      if (el.done.hidden) el.announce.textContent = title;
       el.done.hidden = false;
       el.doneUndo.disabled = !canUndo;
       document.body.dataset.ready = "1";
@@ -207,8 +244,23 @@ export function createViews({ onPick }) {
     }
   }
 
+  // The keys line, from keys.keysHelp: each key a <kbd>, "…" as text.
+  function showKeysHelp(parts) {
+    clearChildren(el.keysHelp);
+    el.keysHelp.appendChild(document.createTextNode("Keys: "));
+    parts.forEach((part, i) => {
+      if (i > 0) el.keysHelp.appendChild(document.createTextNode(" · "));
+      part.keys.forEach((k, j) => {
+        if (j > 0) el.keysHelp.appendChild(document.createTextNode(part.join));
+        if (k === "…") el.keysHelp.appendChild(document.createTextNode(k));
+        else el.keysHelp.appendChild(document.createElement("kbd")).textContent = k;
+      });
+      el.keysHelp.appendChild(document.createTextNode(" " + part.text));
+    });
+  }
+
   return {
-    showProject, showSession, showUnsaved, showLoading, showError, clearError, flashHint, clearHint,
+    showProject, showKeysHelp, showSession, showUnsaved, showLoading, showError, clearError, flashHint, clearHint,
     showTask, showEmpty, showSelection,
   };
 }

@@ -1,0 +1,63 @@
+/* What the page says in words: the banner when the server is away, the empty state, and the
+ * announcement of each new task to screen readers. Pure functions, so Node can test them.
+ */
+import { plural } from "./format.js";
+import { isAudit, modelGuess, recordFields } from "./tasks.js";
+
+// The banner while requests get no answer at all (the server stopped, the network gone).
+export function serverAwayText(unsaved) {
+  const kept = unsaved > 0
+    ? (unsaved === 1 ? "your 1 answer is" : "your " + unsaved + " answers are") +
+      " kept in this browser and will be sent when it is back"
+    : "nothing is lost; the page carries on when it is back";
+  return "The server is not answering; " + kept + ". Trying again every few seconds.";
+}
+
+// "in 9 min" for seconds until something happens; null when nothing will.
+export function inTime(seconds) {
+  if (seconds === null || seconds === undefined || seconds === "" || !isFinite(Number(seconds))) return null;
+  const s = Number(seconds);
+  if (s < 1) return "now";
+  if (s < 60) return "in under a minute";
+  const min = Math.ceil(s / 60);
+  if (min < 60) return "in " + min + " min";
+  const h = Math.floor(min / 60), rest = min % 60;
+  return "in " + h + " h" + (rest ? " " + rest + " min" : "");
+}
+
+// The empty state's title, from the latest stats (null before the first).
+export function noTasksText(stats) {
+  const s = stats && typeof stats === "object" ? stats : {};
+  const out = Number(s.n_out);
+  if (isFinite(out) && out > 0) {
+    let text = "No more tasks for now: " + plural(out, "row is", "rows are") +
+      " out with other annotators or closed pages";
+    const when = inTime(s.next_release_s);
+    if (when !== null) text += when === "now" ? "; the first frees up now" : "; the first frees up " + when;
+    return text + ".";
+  }
+  if (Number(s.n_remaining) === 0) return "No more tasks: every row is answered.";
+  return "No more tasks for now.";
+}
+
+/**
+ * A short line for screen readers when a task comes on screen, e.g. "Task 3: colour #a1b2c3. Is
+ * it red?". n: the task's number on this page; view: the project's view; binary: the label asked
+ * about on a yes/no question, else null.
+ */
+export function announceText(task, { n, view, binary = null }) {
+  let what;
+  if (view === "colour" || view === "color") {
+    const hex = typeof task.hex === "string" && task.hex ? task.hex : null;
+    what = "colour" + (hex ? " " + hex : "");
+  } else if (view === "image") {
+    what = "image" + (task.id !== undefined ? " " + String(task.id) : "");
+  } else {
+    what = "record with " + plural(recordFields(task, { binary: binary !== null }).length, "field", "fields");
+  }
+  let text = "Task " + n + ": " + what + ".";
+  if (binary !== null) return text + " Is it " + binary + "?";
+  if (isAudit(task)) return text + " Random check.";
+  const guess = modelGuess(task);
+  return guess !== null ? text + " Model suggests " + guess + "." : text;
+}

@@ -1,0 +1,53 @@
+// What the page says when the server is away, when it has no tasks, and to screen readers.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { announceText, inTime, noTasksText, serverAwayText } from "../../retrain_loop/server/static/messages.js";
+
+test("the server-away banner says what happened and that the answers are kept", () => {
+  assert.equal(serverAwayText(3), "The server is not answering; your 3 answers are kept in this browser " +
+    "and will be sent when it is back. Trying again every few seconds.");
+  assert.match(serverAwayText(1), /your 1 answer is kept in this browser/);
+  assert.match(serverAwayText(0), /^The server is not answering; nothing is lost/);
+  for (const n of [0, 1, 5]) assert.doesNotMatch(serverAwayText(n), /fetch/i);
+});
+
+test("seconds until something happens, in words", () => {
+  assert.equal(inTime(null), null);
+  assert.equal(inTime(undefined), null);
+  assert.equal(inTime("soon"), null);
+  assert.equal(inTime(0), "now");
+  assert.equal(inTime(42), "in under a minute");
+  assert.equal(inTime(60), "in 1 min");
+  assert.equal(inTime(539.2), "in 9 min", "minutes round up: it is not free before");
+  assert.equal(inTime(3600), "in 1 h");
+  assert.equal(inTime(3725), "in 1 h 3 min");
+});
+
+test("no more tasks: how many rows are out and when the first frees up", () => {
+  assert.equal(noTasksText({ n_out: 10, next_release_s: 540, n_remaining: 10 }),
+    "No more tasks for now: 10 rows are out with other annotators or closed pages; the first frees up in 9 min.");
+  assert.equal(noTasksText({ n_out: 1, next_release_s: 12 }),
+    "No more tasks for now: 1 row is out with other annotators or closed pages; the first frees up in under a minute.");
+  assert.equal(noTasksText({ n_out: 2 }),
+    "No more tasks for now: 2 rows are out with other annotators or closed pages.", "an older server: no time");
+  assert.equal(noTasksText({ n_out: 0, next_release_s: null, n_remaining: 0 }), "No more tasks: every row is answered.");
+  assert.equal(noTasksText({ n_out: 0, n_remaining: 4 }), "No more tasks for now.");
+  assert.equal(noTasksText(null), "No more tasks for now.", "before the first stats");
+});
+
+test("each new task is announced in a few words", () => {
+  const colour = { hex: "#a1b2c3", r: 161, g: 178, b: 195, accept: ["blue"], meta: { source: "active" } };
+  assert.equal(announceText(colour, { n: 3, view: "colour" }), "Task 3: colour #a1b2c3. Model suggests blue.");
+  assert.equal(announceText({ ...colour, meta: { source: "audit" } }, { n: 4, view: "colour" }),
+    "Task 4: colour #a1b2c3. Random check.");
+  assert.equal(announceText({ ...colour, label: "blue", accept: [] }, { n: 5, view: "colour", binary: "blue" }),
+    "Task 5: colour #a1b2c3. Is it blue?");
+  const wide = Object.fromEntries(Array.from({ length: 30 }, (_, i) => ["f" + i, i]));
+  const record = { ...wide, _input_hash: 1, _task_hash: 2, options: [], accept: [], meta: {} };
+  assert.equal(announceText(record, { n: 1, view: "record" }), "Task 1: record with 30 fields.");
+  assert.equal(announceText({ ...record, label: "x" }, { n: 1, view: "record", binary: "x" }),
+    "Task 1: record with 30 fields. Is it x?", "the question's label is not a field");
+  assert.equal(announceText({ f: 1 }, { n: 2, view: "record" }), "Task 2: record with 1 field.");
+  assert.equal(announceText({ id: "img7", image: "a.png" }, { n: 1, view: "image" }), "Task 1: image img7.");
+});
