@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { announceText, inTime, noTasksText, serverAwayText } from "../../retrain_loop/server/static/messages.js";
+import {
+  announceText, failureText, inTime, noTasksText, serverAwayText,
+} from "../../retrain_loop/server/static/messages.js";
 
 test("the server-away banner says what happened and that the answers are kept", () => {
   assert.equal(serverAwayText(3), "The server is not answering; your 3 answers are kept in this browser " +
@@ -34,6 +36,9 @@ test("no more tasks: how many rows are out and when the first frees up", () => {
   assert.equal(noTasksText({ n_out: 0, next_release_s: null, n_remaining: 0 }), "No more tasks: every row is answered.");
   assert.equal(noTasksText({ n_out: 0, n_remaining: 4 }), "No more tasks for now.");
   assert.equal(noTasksText(null), "No more tasks for now.", "before the first stats");
+  assert.match(noTasksText({ n_out: 8, next_release_s: 590 }, { held: 5 }), /: 3 rows are out/,
+    "rows held for this page's unsent answers are not out with others");
+  assert.equal(noTasksText({ n_out: 5, n_remaining: 5 }, { held: 5 }), "No more tasks for now.");
 });
 
 test("each new task is announced in a few words", () => {
@@ -50,4 +55,16 @@ test("each new task is announced in a few words", () => {
     "Task 1: record with 30 fields. Is it x?", "the question's label is not a field");
   assert.equal(announceText({ f: 1 }, { n: 2, view: "record" }), "Task 2: record with 1 field.");
   assert.equal(announceText({ id: "img7", image: "a.png" }, { n: 1, view: "image" }), "Task 1: image img7.");
+});
+
+test("a refused request says what failed and what is kept; a server away is left to its own banner", () => {
+  assert.equal(failureText("post", new Error("Saving answers failed: 500: disk on fire"), 5),
+    "Saving answers failed: 500: disk on fire — 5 answers kept; they will be sent again.");
+  assert.equal(failureText("post", new Error("413: too big"), 2),
+    "Saving answers failed: 413: too big — 2 answers kept; they will be sent again.");
+  assert.equal(failureText("undo", new Error("POST /api/retract failed: 404"), 0),
+    "Undo did not reach the server: POST /api/retract failed: 404 — answer this task again to replace the stored answer.");
+  assert.equal(failureText("lease", new Error("POST /api/questions failed: 500"), 0), "POST /api/questions failed: 500");
+  const away = Object.assign(new Error("the server is not answering"), { away: true });
+  for (const kind of ["post", "undo", "lease"]) assert.equal(failureText(kind, away, 3), null);
 });

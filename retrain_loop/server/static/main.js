@@ -13,7 +13,7 @@ import {
   getJSON, leaseTasks, messageOf, postAnswers, releaseSession, retractAnswer, watchServer,
 } from "./api.js";
 import { installKeys, keysHelp, optionKeys } from "./keys.js";
-import { announceText, noTasksText, serverAwayText } from "./messages.js";
+import { announceText, failureText, noTasksText, serverAwayText } from "./messages.js";
 import { createOutbox, outboxKey } from "./outbox.js";
 import { createQueue } from "./queue.js";
 import { SESSION_RE, resolveSession, storage } from "./session.js";
@@ -40,6 +40,7 @@ let screen = { options: [], pickKeys: [], binary: false }; // what the keys mean
 const history = [];    // [{task, entry, selected}] for undo, newest last
 let lastStats = null;  // the latest GET /api/stats, for the empty state
 let away = false;      // the last request got no response at all
+let dry = false;       // the empty state is on screen, with no more tasks to come
 let ticker = null;
 
 // isNew: the task has just come on screen (it is announced), rather than redrawn.
@@ -48,10 +49,13 @@ function render(isNew) {
   const canUndo = history.length > 0;
   if (!task) {
     screen = { options: [], pickKeys: [], binary: false };
-    views.showEmpty({ done: queue.done, failed: queue.failed, canUndo, title: noTasksText(lastStats) });
+    const title = noTasksText(lastStats, { held: outbox.size });
+    views.showEmpty({ done: queue.done, failed: queue.failed, canUndo, title });
     views.showKeysHelp(UNDO_ONLY);
+    if (queue.done && !dry) ranDry();
     return;
   }
+  dry = false;
   const binary = binaryLabel(task, project.mode, project.labels);
   const options = binary === null ? optionsFor(task, project.labels) : [];
   const pickKeys = optionKeys(options, project.labels, project.keys);
@@ -59,6 +63,15 @@ function render(isNew) {
   const announce = isNew ? announceText(task, { n: history.length + 1, view: project.view, binary }) : null;
   views.showTask(task, { view: project.view, options, keys: pickKeys, binary, selected, canUndo, announce });
   views.showKeysHelp(keysHelp(screen));
+}
+
+// Nothing more to ask: what is unsaved goes out now (there is no batch left to fill), and the
+// empty state is announced once the stats read after it say how many rows are out.
+function ranDry() {
+  dry = true;
+  outbox.flush().then(() => panel.refresh()).then((s) => {
+    if (s && !queue.current && queue.done) views.announce(noTasksText(s, { held: outbox.size }));
+  });
 }
 
 function onShow(task) {
@@ -139,21 +152,12 @@ function serverAnswering(up) {
   if (!queue.fetching && (queue.failed || queue.dry)) queue.fetchMore();
 }
 
-function showFailure(prefix, err) {
-  if (err && err.away) return; // serverAnswering has said it
-  let msg = messageOf(err);
-  if (prefix && msg.indexOf(prefix) !== 0) msg = prefix + ": " + msg;
-  return msg;
-}
-
-function showPostFailure(err) {
-  const msg = showFailure("Saving answers failed", err);
-  if (msg) views.showError(msg + " — " + outbox.size + " answers kept; they will be sent again.");
-}
-
-function showUndoFailure(err) {
-  const msg = showFailure("Undo did not reach the server", err);
-  if (msg) views.showError(msg + " — answer this task again to replace the stored answer.");
+// A failed request's banner; none for a server that is away (serverAnswering has said so).
+function showFailure(kind) {
+  return (err) => {
+    const text = failureText(kind, err, outbox ? outbox.size : 0);
+    if (text) views.showError(text);
+  };
 }
 
 function tick() {
@@ -267,19 +271,19 @@ async function init() {
       if (recovered) views.clearError();
       panel.refresh();
     },
-    onFailed: showPostFailure,
+    onFailed: showFailure("post"),
   });
   undoer = createUndo({
     outbox,
     retract: (entry) => retractAnswer(session, entry),
     onRetracted: () => panel.refresh(),
-    onFailed: showUndoFailure,
+    onFailed: showFailure("undo"),
   });
   const lease = createQueue({
     lease: (n, fresh) => leaseTasks(session, n, fresh),
     batchSize,
     onShow,
-    onFailed: (err) => { const msg = showFailure("", err); if (msg) views.showError(msg); },
+    onFailed: showFailure("lease"),
     onRecovered: () => { if (!outbox.failing && !away) views.clearError(); },
   });
 

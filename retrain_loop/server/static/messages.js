@@ -1,6 +1,7 @@
 /* What the page says in words: the banner when the server is away, the empty state, and the
  * announcement of each new task to screen readers. Pure functions, so Node can test them.
  */
+import { messageOf } from "./api.js";
 import { plural } from "./format.js";
 import { isAudit, modelGuess, recordFields } from "./tasks.js";
 
@@ -11,6 +12,22 @@ export function serverAwayText(unsaved) {
       " kept in this browser and will be sent when it is back"
     : "nothing is lost; the page carries on when it is back";
   return "The server is not answering; " + kept + ". Trying again every few seconds.";
+}
+
+const FAILED = {
+  post: ["Saving answers failed", (n) => " — " + n + " answers kept; they will be sent again."],
+  undo: ["Undo did not reach the server", () => " — answer this task again to replace the stored answer."],
+  lease: ["", () => ""],
+};
+
+// The banner for a request the server refused (kind: "post", "undo" or "lease"); null when it
+// got no response at all, which serverAwayText says. unsaved: the answers kept.
+export function failureText(kind, err, unsaved) {
+  if (err && err.away) return null;
+  const [prefix, after] = FAILED[kind];
+  let msg = messageOf(err);
+  if (prefix && msg.indexOf(prefix) !== 0) msg = prefix + ": " + msg;
+  return msg + after(unsaved);
 }
 
 // "in 9 min" for seconds until something happens; null when nothing will.
@@ -25,10 +42,11 @@ export function inTime(seconds) {
   return "in " + h + " h" + (rest ? " " + rest + " min" : "");
 }
 
-// The empty state's title, from the latest stats (null before the first).
-export function noTasksText(stats) {
+// The empty state's title, from the latest stats (null before the first). held: answers this page
+// has not sent yet, whose rows count as out (to this page) until they are.
+export function noTasksText(stats, { held = 0 } = {}) {
   const s = stats && typeof stats === "object" ? stats : {};
-  const out = Number(s.n_out);
+  const out = Math.max(0, Number(s.n_out) - held);
   if (isFinite(out) && out > 0) {
     let text = "No more tasks for now: " + plural(out, "row is", "rows are") +
       " out with other annotators or closed pages";

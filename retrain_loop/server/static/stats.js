@@ -17,33 +17,31 @@ export function createPanel({ load, labels, onStats = () => {} }) {
     "legend-confidence", "legend-threshold", "legend-stopped", "curve-caption", "mistakes",
     "mistakes-summary", "confusion", "quality",
   ]);
-  let busy = false;
   let refitPoll = null;
   const drawn = {};
+  let reading = null;   // the read in flight
+  let following = null; // the read asked for during it: what changed may postdate the first
 
-  let again = false; // a refresh was asked for during one: what changed may postdate its read
-
-  async function refresh() {
-    if (busy) {
-      again = true;
-      return;
+  // Resolves to stats read after the call (null if the read failed), once they are drawn.
+  function refresh() {
+    if (!reading) {
+      reading = read().finally(() => { reading = null; });
+      return reading;
     }
-    busy = true;
+    if (!following) following = reading.then(() => { following = null; return refresh(); });
+    return following;
+  }
+
+  async function read() {
     let s;
     try {
       s = await load();
     } catch (err) {
-      again = false;
-      return; // a stats hiccup is not worth a banner (the server being away has its own)
-    } finally {
-      busy = false;
+      return null; // a stats hiccup is not worth a banner (the server being away has its own)
     }
     render(s);
     onStats(s);
-    if (again) {
-      again = false;
-      refresh();
-    }
+    return s;
   }
 
   // Redraw a part only when its data changed: the panel refreshes every few seconds, and a redraw

@@ -234,7 +234,6 @@ export function createViews({ onPick }) {
     el.task.hidden = true;
     if (done) {
       if (el.doneTitle.textContent !== title) el.doneTitle.textContent = title;
-      if (el.done.hidden) el.announce.textContent = title;
       el.done.hidden = false;
       el.doneUndo.disabled = !canUndo;
       document.body.dataset.ready = "1";
@@ -259,8 +258,10 @@ export function createViews({ onPick }) {
     });
   }
 
+  function announce(text) { el.announce.textContent = text; }
+
   return {
-    showProject, showKeysHelp, showSession, showUnsaved, showLoading, showError, clearError, flashHint, clearHint,
+    showProject, showKeysHelp, announce, showSession, showUnsaved, showLoading, showError, clearError, flashHint, clearHint,
     showTask, showEmpty, showSelection,
   };
 }
