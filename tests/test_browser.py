@@ -1170,3 +1170,17 @@ def test_each_new_task_is_announced(serve, page):
     expect(announce).to_have_text(f"Task 2: colour {second['hex']}.")
     page.keyboard.press("Backspace")
     expect(announce).to_have_text(f"Task 1: colour {first['hex']}.")
+
+
+def test_coming_back_to_the_page_leases_rows_again(serve, page):
+    rows = colour_rows(40, seed=17)
+    base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
+    open_page(page, base, "returner")
+    wait_for_stats(base, lambda st: st["n_out"] >= 5)
+    page.goto(base + "/healthz")
+    wait_for_stats(base, lambda st: st["n_out"] == 0)
+    # Back (from the back-forward cache, or loaded again): the rows it shows are its own again.
+    page.go_back()
+    expect(page.locator("#task")).to_be_visible()
+    wait_for_stats(base, lambda st: st["n_out"] >= 5)
+    assert page.js_errors == []

@@ -208,6 +208,8 @@ function bind() {
     save(true);
     if (queue) releaseSession(session);
   });
+  // Back from the back-forward cache, the tasks held here were handed back: lease afresh.
+  window.addEventListener("pageshow", (e) => { if (e.persisted && queue) window.location.reload(); });
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
