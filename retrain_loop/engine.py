@@ -126,7 +126,8 @@ class Engine:
         """Take in the stored answers (``answers.Answered``), counting those for no pool row;
         ``replace``: they are all there is (an answer was deleted), not only what is new."""
         answered = Answered.read(self.store.get(self.dataset), self.pool, self.tally.label_index)
-        self.queue.mark_answered(self.tally.take(answered, replace), exactly=replace)
+        self.tally.take(answered, replace)
+        self.queue.mark_answered(answered.rows, exactly=replace)
 
     # -- serving ------------------------------------------------------------------------------
 

@@ -155,12 +155,6 @@ class EngineSettings:
     def default(cls, name: str) -> Any:
         return FIELDS[name].default
 
-    @classmethod
-    def of(cls, values: dict[str, Any]) -> tuple[EngineSettings, dict[str, Any]]:
-        """Settings from the entries of ``values`` that name a setting, and the other entries."""
-        mine = {k: v for k, v in values.items() if k in FIELDS}
-        return cls(**mine), {k: v for k, v in values.items() if k not in FIELDS}
-
 
 FIELDS = {f.name: f for f in dataclasses.fields(EngineSettings)}
 UNLIMITED = math.inf  # for lease_seconds and max_out where a host keeps rows until answered

@@ -15,7 +15,8 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -133,35 +134,34 @@ class AnnotationStore:
     def remove(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
         """Delete session ``session``'s (a ``_session_id``) answer to a task, as the annotator's
         undo of an answer already saved; returns the record removed, if there was one."""
-        with self._lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute(
-                    f"SELECT id, content FROM {_TABLE} WHERE dataset = ? AND session_id = ? "
-                    "AND task_hash = ?", (dataset, session, task_hash)).fetchone()
-                if row is not None:
-                    conn.execute(f"DELETE FROM {_TABLE} WHERE id = ?", (row[0],))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"SELECT id, content FROM {_TABLE} WHERE dataset = ? AND session_id = ? "
+                "AND task_hash = ?", (dataset, session, task_hash)).fetchone()
+            if row is not None:
+                conn.execute(f"DELETE FROM {_TABLE} WHERE id = ?", (row[0],))
         return json.loads(row[1]) if row is not None else None
 
     def _write(self, sql: str, rows: list[tuple]) -> int:
         """Run one statement per row in one transaction; returns how many rows changed."""
+        with self._transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection inside ``BEGIN IMMEDIATE``, under the write lock: committed
+        when the block ends, rolled back if it raises."""
         with self._lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                before = conn.total_changes
-                conn.executemany(sql, rows)
-                changed = conn.total_changes - before
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return changed
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -205,19 +205,12 @@ class AnnotationStore:
                   predictions: list[int]) -> None:
         """Append one refit's entry to the round history, and keep its stop-set predictions (an
         index into ``labels`` per stop-set row) as the latest, in one transaction."""
-        with self._lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (?, ?, ?)",
-                             (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
-                conn.execute(f"UPDATE {_STOP_SETS} SET round = ?, labels = ?, predictions = ? "
-                             "WHERE dataset = ?", (int(entry["round"]), json.dumps(labels),
-                                                   json.dumps(predictions), dataset))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.execute(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (?, ?, ?)",
+                         (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
+            conn.execute(f"UPDATE {_STOP_SETS} SET round = ?, labels = ?, predictions = ? "
+                         "WHERE dataset = ?", (int(entry["round"]), json.dumps(labels),
+                                               json.dumps(predictions), dataset))
 
     def rounds(self, dataset: str) -> list[dict[str, Any]]:
         """Every round's entry, oldest first."""

@@ -14,8 +14,6 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from .answers import Answered, outcome
 
 
@@ -27,9 +25,9 @@ class Tally:
         self._rejected: dict[int, set[int]] = {}  # row -> label indices it is not
         self.n_unmatched = 0
 
-    def take(self, answered: Answered, replace: bool = False) -> np.ndarray:
+    def take(self, answered: Answered, replace: bool = False) -> None:
         """Take in what the stored answers say; ``replace``: they are all there is (an answer
-        was deleted), not only what is new. Returns the rows answered."""
+        was deleted), not only what is new."""
         with self._lock:
             self._rejected = answered.rejected
             if replace:
@@ -37,7 +35,6 @@ class Tally:
             else:
                 self._outcomes.update(answered.latest)
             self.n_unmatched = answered.unmatched
-        return answered.rows
 
     def add(self, sid: str, checked: list[tuple[int, dict[str, Any]]]) -> dict[int, str]:
         """Count stored records of session ``sid`` (``(row, record)`` pairs); returns the rows

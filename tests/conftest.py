@@ -16,7 +16,7 @@ import uvicorn
 from retrain_loop.engine import Engine
 from retrain_loop.pool import load_pool
 from retrain_loop.server import create_app
-from retrain_loop.settings import EngineSettings
+from retrain_loop.settings import FIELDS, EngineSettings
 from retrain_loop.store import AnnotationStore
 
 RGB = ["red", "green", "blue"]
@@ -76,8 +76,9 @@ class LiveServer:
 def build_engine(pool, store, dataset, labels, **kwargs) -> Engine:
     """A started Engine; ``kwargs`` are settings (``EngineSettings`` fields) and the engine's own
     keywords (``background``, ``state``, ``clock``)."""
-    settings, rest = EngineSettings.of(kwargs)
-    return Engine(pool, store, dataset, labels, settings, **rest).start()
+    settings = {k: v for k, v in kwargs.items() if k in FIELDS}
+    rest = {k: v for k, v in kwargs.items() if k not in FIELDS}
+    return Engine(pool, store, dataset, labels, EngineSettings(**settings), **rest).start()
 
 
 class FakeClock:

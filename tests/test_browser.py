@@ -175,6 +175,18 @@ def label_with_keys(page, row: dict) -> str:
     return label
 
 
+def accept_shown(page, rows_by_hex: dict, n: int) -> list[dict]:
+    """Answer the next ``n`` rows on screen with their label's key and Enter; returns them."""
+    rows = []
+    for _ in range(n):
+        row = shown_row(page, rows_by_hex)
+        label_with_keys(page, row)
+        page.keyboard.press("Enter")
+        wait_for_next(page, row["hex"])
+        rows.append(row)
+    return rows
+
+
 def is_answers_post(response) -> bool:
     return response.url.endswith("/api/answers") and response.request.method == "POST"
 
@@ -330,11 +342,7 @@ def test_failed_post_shows_banner_and_keeps_answers(serve, page):
     page.route("**/api/answers", fail_first)
     open_page(page, base, "fail-test")
 
-    for i in range(5):
-        row = shown_row(page, by_hex)
-        label_with_keys(page, row)
-        page.keyboard.press("Enter")
-        wait_for_next(page, row["hex"])
+    accept_shown(page, by_hex, 5)
 
     banner = page.locator("#error-banner")
     expect(banner).to_be_visible()
@@ -359,11 +367,7 @@ def test_hiding_the_page_saves_the_outbox(serve, page):
     by_hex = {row["hex"]: row for row in rows}
     base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
     open_page(page, base, "hide-test")
-    for _ in range(2):
-        row = shown_row(page, by_hex)
-        label_with_keys(page, row)
-        page.keyboard.press("Enter")
-        wait_for_next(page, row["hex"])
+    accept_shown(page, by_hex, 2)
     expect(page.locator("#unsaved")).to_have_text("2 unsaved")
 
     # Headless tabs never become hidden on their own: fake the state and fire the event.
@@ -385,11 +389,7 @@ def test_unsaved_answers_are_kept_for_the_next_visit(serve, page):
     base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=5)
     page.route("**/api/answers", lambda route: route.fulfill(status=503, body="server away"))
     open_page(page, base, "reopen-test")
-    for _ in range(3):
-        row = shown_row(page, by_hex)
-        label_with_keys(page, row)
-        page.keyboard.press("Enter")
-        wait_for_next(page, row["hex"])
+    accept_shown(page, by_hex, 3)
     page.locator("#save").click()
     expect(page.locator("#error-banner")).to_contain_text("server away")
     expect(page.locator("#unsaved")).to_have_text("3 unsaved")
@@ -1003,11 +1003,7 @@ def test_server_away_banner_clears_itself_and_the_answers_go_out(serve, page):
     by_hex = {row["hex"]: row for row in rows}
     base = serve(rows, COLOUR_LABELS, view="colour", features=["r", "g", "b"], batch_size=10)
     open_page(page, base, "away")
-    for _ in range(2):
-        row = shown_row(page, by_hex)
-        label_with_keys(page, row)
-        page.keyboard.press("Enter")
-        wait_for_next(page, row["hex"])
+    accept_shown(page, by_hex, 2)
 
     # The server stops answering: every request fails as a refused connection does.
     page.route("**/api/**", lambda route: route.abort("connectionrefused"))

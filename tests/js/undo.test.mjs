@@ -21,6 +21,17 @@ function setup() {
   return { outbox, server, retracts, undo, events };
 }
 
+// An answer given, posted and acknowledged by the server.
+async function givenSaved(outbox, undo, server) {
+  const first = answer(1);
+  undo.give(first);
+  const flushed = outbox.flush();
+  await settle();
+  server.calls[0].resolve();
+  await flushed;
+  return first;
+}
+
 test("an answer still in the outbox is taken back there; the server hears nothing", async () => {
   const { outbox, undo, retracts, server } = setup();
   const first = answer(1);
@@ -34,12 +45,7 @@ test("an answer still in the outbox is taken back there; the server hears nothin
 
 test("an answer the server has is retracted there, and the counts are told", async () => {
   const { outbox, undo, retracts, server, events } = setup();
-  const first = answer(1);
-  undo.give(first);
-  const flushed = outbox.flush();
-  await settle();
-  server.calls[0].resolve();
-  await flushed;
+  const first = await givenSaved(outbox, undo, server);
   const taken = undo.takeBack(first);
   await settle();
   assert.equal(retracts.calls.length, 1);
@@ -98,12 +104,7 @@ test("a task answered again before the retract went out is not retracted: the ne
 
 test("a retract that fails is reported", async () => {
   const { outbox, undo, retracts, server, events } = setup();
-  const first = answer(1);
-  undo.give(first);
-  const flushed = outbox.flush();
-  await settle();
-  server.calls[0].resolve();
-  await flushed;
+  const first = await givenSaved(outbox, undo, server);
   const taken = undo.takeBack(first);
   await settle();
   const err = new Error("away");
