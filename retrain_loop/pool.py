@@ -1,6 +1,9 @@
-"""Load a pool of unlabelled rows (JSONL or CSV) into a feature matrix plus display records.
+"""Load a pool of unlabelled rows (JSONL, CSV or Parquet) into columns: a float32 feature matrix,
+an array of row hashes, and display records built only for the rows that are served or written.
 
-Every problem with the file is a PoolError carrying the path and the 1-based physical line, so the
+A clean CSV file with an id column is read column by column (``csvfast.py``); any other file,
+and any CSV file that reader declines, is read here row by row, keeping no row's fields. Every
+problem with the file is a PoolError carrying the path and the 1-based physical line, so the
 CLI can print ``path:line: message`` and the user can jump straight to the bad row.
 """
 
@@ -11,7 +14,8 @@ import json
 import math
 import operator
 import re
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -19,25 +23,24 @@ from typing import Any
 
 import numpy as np
 
+from retrain_loop import csvfast
 from retrain_loop.hashing import stable_hash
+from retrain_loop.lines import Lines, scan
+from retrain_loop.records import RESERVED, FileRecords, csv_cell, display
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
+PARQUET_SUFFIXES = (".parquet", ".pq")
 _DEFAULT_ID = "id"
-# The server writes these itself; a stale copy in the file would shadow the real value.
-_RESERVED = frozenset({"_input_hash", "_task_hash"})
 # Every task carries its row's fields to the page: a 10-million-character cell would be a 10 MB
 # task. Longer text belongs in a file the row names (as images do).
 MAX_FIELD = 100_000
 _SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can spell them; UTF-8 cannot carry them
-# JSON's own number grammar: a CSV cell is shown as a number only when JSON would have spelt it
-# that way, so "007", "+5", " 5" and "nan" keep their spelling and CSV and JSONL display alike.
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 # Finite in float64 but inf once squeezed into X, which would poison every model downstream.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _JSON_NUMBER_TYPES = {int, float}  # exact types: bool is an int subclass but not a JSON number
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
-Row = tuple[int, dict[str, Any]]
+Row = tuple[int, int, dict[str, Any]]  # first and last physical line, and the row's fields
 
 
 class PoolError(ValueError):
@@ -53,30 +56,53 @@ class PoolError(ValueError):
 
 @dataclass(eq=False)  # arrays make field-wise == ambiguous; identity is what callers mean
 class Pool:
+    """A pool's rows as columns. ``tasks[i]`` is row ``i``'s display record (a dict with its
+    ``_input_hash``), built when asked for; ``columns`` names the records' fields."""
+
     path: Path
-    tasks: list[dict] = field(repr=False)
+    tasks: Sequence[dict] = field(repr=False)
     X: np.ndarray = field(repr=False)
     features: list[str]
     id_column: str | None
     input_hashes: np.ndarray = field(repr=False)
-    _index: dict[int, int] = field(init=False, repr=False)
+    columns: list[str] | None = None
+    _order: np.ndarray = field(init=False, repr=False)  # row indices by hash
+    _sorted: np.ndarray = field(init=False, repr=False)  # the hashes, sorted
 
     def __post_init__(self) -> None:
         if not len(self.tasks) == len(self.X) == len(self.input_hashes):
             raise ValueError("tasks, X and input_hashes must have one entry per row")
-        self._index = {h: i for i, h in enumerate(self.input_hashes.tolist())}
-        if len(self._index) != len(self.tasks):  # astronomically rare, but never answer wrongly
+        self.input_hashes = np.asarray(self.input_hashes, dtype=np.int64)
+        self._order = np.argsort(self.input_hashes, kind="stable")
+        self._sorted = self.input_hashes[self._order]
+        if (self._sorted[1:] == self._sorted[:-1]).any():  # astronomically rare; never answer wrongly
             raise PoolError(self.path, None, "two rows share an input hash")
+        if self.columns is None:
+            self.columns = [c for c in (self.tasks[0] if len(self.tasks) else {})
+                            if c != "_input_hash"]
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        return len(self.input_hashes)
 
     def index_of(self, input_hash: int) -> int | None:
         try:
             key = operator.index(input_hash)  # numpy ints yes, 1.5 or "12" no
         except TypeError:
             return None
-        return self._index.get(key)
+        if not -(2**63) <= key < 2**63 or len(self._sorted) == 0:
+            return None
+        pos = int(np.searchsorted(self._sorted, key))
+        if pos < len(self._sorted) and self._sorted[pos] == key:
+            return int(self._order[pos])
+        return None
+
+    def indices_of(self, input_hashes: np.ndarray) -> np.ndarray:
+        """``index_of`` for an int64 array at once: -1 where no row has the hash."""
+        hashes = np.asarray(input_hashes, dtype=np.int64)
+        if len(self._sorted) == 0:
+            return np.full(len(hashes), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
+        return np.where(self._sorted[pos] == hashes, self._order[pos], -1)
 
 
 def load_pool(
@@ -89,21 +115,47 @@ def load_pool(
     path = Path(path)
     suffix = path.suffix.lower()
     is_csv = suffix == ".csv"
+    if suffix in PARQUET_SUFFIXES:
+        if not path.exists():
+            raise PoolError(path, None, "file not found")
+        from retrain_loop.parquet import load_parquet
+        return load_parquet(path, features, id_column, exclude)
     if not is_csv and suffix not in _JSONL_SUFFIXES:
         kind = repr(path.suffix) if path.suffix else "without a suffix"
-        raise PoolError(path, None, f"unsupported file type {kind}; use .jsonl, .ndjson or .csv")
+        raise PoolError(path, None, f"unsupported file type {kind}; use .jsonl, .ndjson, .csv "
+                        "or .parquet")
     if not path.exists():
         raise PoolError(path, None, "file not found")
     try:
-        # utf-8-sig because spreadsheet exports often start with a BOM that would rename column 1
-        with path.open(encoding="utf-8-sig", newline="" if is_csv else None) as f:
-            if is_csv:
-                return _build(path, *_csv_rows(path, f), features, id_column, is_csv, exclude)
-            return _build(path, None, 0, _jsonl_rows(path, f), features, id_column, is_csv, exclude)
+        lines = scan(path, count_commas=is_csv)
+        if is_csv:
+            def resolve(where, header, first):
+                return _resolve_columns(path, where, header, first, features, id_column, True,
+                                        exclude)
+            fast = csvfast.read(path, lines, id_column, resolve)
+            if fast is not None:
+                records = FileRecords(path, fast["starts"], fast["ends"], fast["header"],
+                                      fast["hashes"])
+                columns = [c for c in fast["header"] if c not in RESERVED]
+                return Pool(path, records, fast["X"], fast["features"], fast["id_column"],
+                            fast["hashes"], columns)
+        return read_exact(path, lines, features, id_column, exclude)
     except UnicodeDecodeError:
         raise PoolError(path, None, "file is not UTF-8 text") from None
     except OSError as e:
         raise PoolError(path, None, f"cannot read file: {e.strerror or e}") from e
+
+
+def read_exact(path: Path, lines: Lines, features, id_column, exclude=()) -> Pool:
+    """Read the file row by row: the reader for every file, and the one that says what is wrong."""
+    is_csv = path.suffix.lower() == ".csv"
+    # utf-8-sig because spreadsheet exports often start with a BOM that would rename column 1
+    with path.open(encoding="utf-8-sig", newline="" if is_csv else None) as f:
+        if is_csv:
+            return _build(path, lines, *_csv_rows(path, f), features, id_column, is_csv,
+                          exclude)
+        return _build(path, lines, None, 0, _jsonl_rows(path, f), features, id_column,
+                      is_csv, exclude)
 
 
 def _jsonl_rows(path: Path, f) -> Iterator[Row]:
@@ -118,7 +170,7 @@ def _jsonl_rows(path: Path, f) -> Iterator[Row]:
         if not isinstance(obj, dict):
             kind = _JSON_TYPES.get(type(obj), "number")
             raise PoolError(path, line, f"expected a JSON object, got a JSON {kind}")
-        yield line, obj
+        yield line, line, obj
 
 
 def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
@@ -126,7 +178,7 @@ def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
     # where a record starts, and silently pads or folds rows whose field count is wrong.
     reader = csv.reader(f)
 
-    def records() -> Iterator[tuple[int, list[str]]]:
+    def records() -> Iterator[tuple[int, int, list[str]]]:
         while True:
             start = reader.line_num + 1  # first physical line, even for multi-line quoted fields
             try:
@@ -136,51 +188,58 @@ def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
             except csv.Error as e:
                 raise PoolError(path, reader.line_num, f"malformed CSV: {e}") from None
             if record:
-                yield start, record
+                yield start, reader.line_num, record
 
     it = records()
-    header_line, header = next(it, (0, None))
+    header_line, _, header = next(it, (0, 0, None))
     if header is not None and len(set(header)) != len(header):  # dict(zip()) would drop one
         twice = next(name for i, name in enumerate(header) if name in header[:i])
         raise PoolError(path, header_line, f"column {twice!r} appears twice in the header")
 
     def rows() -> Iterator[Row]:
-        for line, record in it:
+        for line, end, record in it:
             if len(record) != len(header):
                 msg = f"row has {len(record)} fields, header has {len(header)}"
                 raise PoolError(path, line, msg)
-            yield line, dict(zip(header, record))
+            yield line, end, dict(zip(header, record))
 
     return header, header_line, rows()
 
 
-def _build(path, header, header_line, rows, features, id_column, is_csv, exclude=()) -> Pool:
+def _build(path: Path, lines: Lines, header, header_line, rows, features, id_column, is_csv,
+           exclude=()) -> Pool:
+    """Read the rows one at a time, keeping their features, hashes and lines, not their fields
+    (unless the file's lines cannot be found again by byte offset: lone carriage returns)."""
     first = next(rows, None)
     if first is None:
         raise PoolError(path, None, "no rows")
-    columns = header if header is not None else list(first[1])
+    columns = header if header is not None else list(first[2])
     where = header_line if is_csv else first[0]
-    id_col, feats = _resolve_columns(path, where, columns, first[1], features, id_column, is_csv,
+    id_col, feats = _resolve_columns(path, where, columns, first[2], features, id_column, is_csv,
                                      exclude)
 
+    values = array("d")
+    hashes: list[int] = []
+    spans = array("q")  # first and last line of each row
+    keep = lines.lone_cr  # offsets of such lines would not match Python's line numbers
     tasks: list[dict] = []
-    values: list[list[float]] = []
+    seen: dict[str, None] = {}  # every field name, in the order first seen
     id_lines: dict[str, int] = {}
     repeats: dict[int, int] = {}
-    lines: list[int] = []
-    for line, cells in chain([first], rows):
+    for line, end, cells in chain([first], rows):
         try:  # fast path for clean rows; _feature is only there to say exactly what is wrong
             raw = [cells[name] for name in feats]
             if not is_csv and not set(map(type, raw)) <= _JSON_NUMBER_TYPES:
                 raise TypeError
             row = list(map(float, raw))
             total = sum(row)
-            clean = total - total == 0.0  # False once any value is NaN or infinite
+            clean = total - total == 0.0 and max(map(abs, row)) <= _FLOAT32_MAX
         except (KeyError, TypeError, ValueError, OverflowError):
             clean = False
-        values.append(row if clean else [_feature(path, line, n, cells, is_csv) for n in feats])
-        lines.append(line)
-        show = {k: _csv_cell(v) if is_csv else v for k, v in cells.items() if k not in _RESERVED}
+        values.extend(row if clean else [_feature(path, line, n, cells, is_csv) for n in feats])
+        show = display(cells, is_csv)
+        if len(show) != len(seen) or not is_csv:
+            seen.update(dict.fromkeys(show))
         for name, value in show.items():
             if isinstance(value, str) and (len(value) > MAX_FIELD
                                            or (not is_csv and _SURROGATE.search(value))):
@@ -201,18 +260,22 @@ def _build(path, header, header_line, rows, features, id_column, is_csv, exclude
             k = repeats[h] = repeats.get(h, 0) + 1
             if k >= 2:
                 h = stable_hash({"row": show, "repeat": k})
-        show["_input_hash"] = h
-        tasks.append(show)
+        hashes.append(h)
+        spans.extend((line, end))
+        if keep:
+            show["_input_hash"] = h
+            tasks.append(show)
 
-    X64 = np.array(values, dtype=np.float64).reshape(len(values), len(feats))
-    too_big = np.abs(X64) > _FLOAT32_MAX
-    if too_big.any():
-        i, j = np.argwhere(too_big)[0]
-        msg = f"feature {feats[j]!r} is too large for float32: {values[i][j]!r}"
-        raise PoolError(path, lines[i], msg)
-    X = X64.astype(np.float32)
-    hashes = np.array([t["_input_hash"] for t in tasks], dtype=np.int64)
-    return Pool(path, tasks, X, feats, id_col, hashes)
+    X = np.frombuffer(values, dtype=np.float64).reshape(len(hashes), len(feats))
+    X = X.astype(np.float32)
+    hash_array = np.array(hashes, dtype=np.int64)
+    if keep:
+        return Pool(path, tasks, X, feats, id_col, hash_array, list(seen))
+    span = np.frombuffer(spans, dtype=np.int64).reshape(-1, 2)
+    starts = lines.bounds[span[:, 0] - 1]
+    ends = lines.text_ends[span[:, 1] - 1]
+    records = FileRecords(path, starts, ends, header, hash_array)
+    return Pool(path, records, X, feats, id_col, hash_array, list(seen))
 
 
 def _resolve_columns(path, where, columns, first_row, features, id_column, is_csv, exclude=()):
@@ -261,6 +324,8 @@ def _feature(path: Path, line: int, name: str, cells: dict, is_csv: bool) -> flo
         raise PoolError(path, line, f"feature {name!r} is not a number: {value!r}")
     if not math.isfinite(x):
         raise PoolError(path, line, f"feature {name!r} is NaN or infinite")
+    if abs(x) > _FLOAT32_MAX:
+        raise PoolError(path, line, f"feature {name!r} is too large for float32: {value!r}")
     return x
 
 
@@ -273,14 +338,3 @@ def _id_string(path: Path, line: int, id_col: str, cells: dict) -> str:
         # str(1.0) and a CSV's "1" would hash apart, so only spellings that agree are allowed.
         raise PoolError(path, line, f"id must be a string or an integer, not {value!r}")
     return str(value)
-
-
-def _csv_cell(text: str) -> Any:
-    match = _JSON_NUMBER.fullmatch(text)
-    if match is None:
-        return text
-    try:
-        x = float(text) if match.lastindex else int(text)  # a fraction or exponent group matched
-    except ValueError:  # digit strings beyond Python's int-conversion limit stay text
-        return text
-    return x if x - x == 0 else text  # "1e999" is inf; x - x also copes with ints too big for float

@@ -169,7 +169,7 @@ BAD_INPUTS = [
     ("explicit-id-missing", "p.csv", "key,x\na,1\n", {"id_column": "name"},
      1, "id column 'name' not found"),
     ("no-numeric-columns", "p.jsonl", '{"id": "a", "name": "b"}\n', {}, None, "pass --features"),
-    ("unsupported-suffix", "p.txt", "x\n1\n", {}, None, r"\.jsonl, \.ndjson or \.csv"),
+    ("unsupported-suffix", "p.txt", "x\n1\n", {}, None, r"\.jsonl, \.ndjson, \.csv or \.parquet"),
     ("missing-file", "absent.jsonl", None, {}, None, "file not found"),
 ]
 # fmt: on
