@@ -73,6 +73,8 @@ ARGS: Dict[str, tuple] = {
     "audit": (EngineSettings.help("audit"), "a", None),
     "history": ("SQLite file of the round history and stop set (default: DATASET.history.db)",
                 "H", None),
+    "round_sample": (EngineSettings.help("round_sample"), "R", None),
+    "round_head": (EngineSettings.help("round_head"), "K", None),
 }
 
 
@@ -127,6 +129,8 @@ def retrain_loop(
     model_out: Optional[str] = None,
     audit: float = EngineSettings.default("audit"),
     history: Optional[str] = None,
+    round_sample: Optional[int] = EngineSettings.default("round_sample"),
+    round_head: int = EngineSettings.default("round_head"),
 ) -> Dict[str, Any]:
     """Label rows of numbers (colours, measurements, feature vectors) with active learning:
     refit a model on every answer after each batch and ask next about the rows it is least
@@ -146,7 +150,8 @@ def retrain_loop(
         audit = 0.0
     settings = EngineSettings(
         model=model, strategy=strategy, batch_size=batch_size, explore=explore, prefer=prefer,
-        seed=seed, update=update, audit=audit, mode=mode,
+        seed=seed, update=update, audit=audit, mode=mode, round_sample=round_sample,
+        round_head=round_head,
         lease_seconds=UNLIMITED,  # Prodigy keeps a row it handed out until it is answered
         max_out=UNLIMITED,  # every Prodigy annotator pulls through the one session
     )

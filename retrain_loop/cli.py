@@ -21,6 +21,7 @@ from .models import ModelError
 from .offline import STDOUT, OfflineError
 from .options import (
     ESTIMATE,
+    ROUND,
     estimate_options,
     jsonl_out_option,
     offline_options,
@@ -95,7 +96,7 @@ def main() -> None:
 @click.option("--view", type=click.Choice(["colour", "record", "image"]), default="record",
               show_default=True)
 @setting_options("model", "strategy", "mode", "batch_size", "explore", "prefer", "seed",
-                 "lease_seconds", "update", "audit", *ESTIMATE,
+                 "lease_seconds", "update", "audit", *ESTIMATE, *ROUND,
                  batch_size={"type": click.IntRange(1, 200)})
 @click.option("--keys", help="The keys that pick the labels, one character per label in order "
               "(default: 1-9, 0, then q, w, e, ... as on a keyboard).")
@@ -390,7 +391,7 @@ def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
 @click.option("--test-size", default=0.3, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of the rows held out to measure accuracy.")
-@setting_options("model", "batch_size", "explore", "update", "audit", *ESTIMATE)
+@setting_options("model", "batch_size", "explore", "update", "audit", *ESTIMATE, *ROUND)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for curves.csv, summary.csv and curves.png.")
 def simulate(pool_path, label_column, features, id_column, strategies, seeds, initial, budget,

@@ -7,11 +7,14 @@ The engine composes parts that each have one job and says in what order they act
 - a ``LeaseQueue`` (``leases.py``): leases, open rows and the cursor into the current ranking;
 - a ``Refitter`` (``refit.py``): fits a model and ranks the open rows, without locks or threads;
 - a ``RefitWorker`` (``worker.py``): runs refits on a thread of their own, coalescing requests;
+- a ``Sweep`` (``sweep.py``): between rounds, on the worker's thread, the serving model scores
+  the open rows a bounded round did not, and keeps the best for the next round;
 - the ``RoundHistory`` (``history.py``): each round's kappa, accuracy estimate and stop signal.
 
 ``add_answers`` stores a batch and asks for a refit. A refit reads every annotation of the
 dataset, fits a clone of the model, rescores the rows that are neither answered nor out with an
-annotator, and publishes the new ranking in one step. Serving reads whatever ranking is current,
+annotator (in a large pool, a random sample of them and the best found so far:
+``settings.round_sample``), and publishes the new ranking in one step. Serving reads whatever ranking is current,
 so it never waits for a fit. Nothing is read or fitted until ``start``.
 """
 
@@ -41,6 +44,7 @@ from .ranking import Ranking
 from .refit import Refitter
 from .settings import EngineError, EngineSettings
 from .store import AnnotationStore, session_id
+from .sweep import Sweep
 from .tally import Tally
 from .worker import RefitWorker
 
@@ -77,8 +81,10 @@ class Engine:
         self.queue = LeaseQueue(len(pool), self.labels, AuditDraw(settings.audit, settings.seed),
                                 lease_seconds=settings.lease_seconds,
                                 session_cap=settings.session_cap, clock=clock)
-        self.refitter = Refitter(pool, self.labels, settings, self.prototype)
-        self.worker = RefitWorker(self.refit, background=background)
+        self.refitter = Refitter(pool, self.labels, settings, self.prototype,
+                                 round_sample=settings.round_bound(background))
+        self.sweep = Sweep(self.refitter, settings.round_head, seed=settings.seed)
+        self.worker = RefitWorker(self.refit, background=background, idle=self.sweep.step)
         self.rounds: RoundHistory | None = None
         self._refit_lock = threading.Lock()  # one refit at a time
         self.tally = Tally(self.refitter.label_index)
@@ -234,7 +240,7 @@ class Engine:
             rejected = self.tally.rejected()
             try:
                 result = self.refitter.refit(labelled, open_rows, rejected, self.round + 1,
-                                             serving=self.model_)
+                                             serving=self.model_, head=self.sweep.head())
                 if result is None:  # no model until two labels have answers
                     return self.queue.ranking
                 stop_predicted = rounds.predict(result.model, result.candidates, result.proba)
@@ -244,6 +250,8 @@ class Engine:
                             len(labelled), self.round, self.last_error)
                 return self.queue.ranking
             self.queue.publish(result.ranking, open_rows)
+            self.sweep.begin(result, open_rows, rejected)
+            self.worker.has_idle_work()
             self.refitter.adopt(result)
             self.model_ = result.model
             self.round = result.ranking.round
@@ -260,9 +268,10 @@ class Engine:
                 log.warning("%s", self.last_error)
             return result.ranking
 
-    def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Block until no refit runs or waits. For tests, scripts and shutdown."""
-        return self.worker.wait_idle(timeout)
+    def wait_idle(self, timeout: float = 60.0, *, swept: bool = False) -> bool:
+        """Block until no refit runs or waits (``swept``: and the background sweep of the rows
+        the round did not score is done). For tests, scripts and shutdown."""
+        return self.worker.wait_idle(timeout, idle_work=swept)
 
     def training_data(self, labelled: list[tuple[int, str]]):
         """Features and label indices for ``(input_hash, label)`` pairs whose rows are in the pool."""
@@ -293,6 +302,10 @@ class Engine:
             "refitting": self.worker.busy,
             "n_pool": len(self.pool),
             "n_remaining": counts["open"],
+            # Rows the serving model has scored (its round's, then the sweep's), and those open
+            # at its round that it has not scored yet: the ranking has seen n_scored of them.
+            "n_scored": self.sweep.n_scored if self.model_ is not None else None,
+            "n_unscored": self.sweep.n_unscored if self.model_ is not None else 0,
             "n_out": counts["out"],
             "next_release_s": counts["next_release_s"],  # when the first row out frees up
             "n_unmatched": self.tally.n_unmatched,  # stored answers for rows not in this pool

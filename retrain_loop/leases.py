@@ -105,8 +105,9 @@ class LeaseQueue:
         return out
 
     def _audit_draw(self, ranking: Ranking) -> tuple[int, Lease] | None:
-        """A row drawn uniformly from the open rows the ranking scored, served as an audit: its
-        prediction is recorded, and not offered as the guess, so it cannot sway the answer."""
+        """A row drawn uniformly from the open rows the ranking scored (of a bounded round, from
+        its uniform sample), served as an audit: its prediction is recorded, and not offered as
+        the guess, so it cannot sway the answer."""
         rows = ranking.candidates
 
         def is_open(positions: np.ndarray) -> np.ndarray:
@@ -114,7 +115,12 @@ class LeaseQueue:
             leased = np.fromiter(self._leases, dtype=np.int64, count=len(self._leases))
             return ~self._answered[picked] & ~np.isin(picked, leased)
 
-        p = self.audit.pick(len(rows), is_open)
+        uniform = ranking.uniform  # a bounded round: only its uniform sample, not its head
+        if uniform is None:
+            p = self.audit.pick(len(rows), is_open)
+        else:
+            q = self.audit.pick(len(uniform), lambda qs: is_open(uniform[qs]))
+            p = None if q is None else int(uniform[q])
         if p is None:
             return None
         lease = describe(ranking, p, int(rows[p]), self.labels, source="audit")

@@ -176,15 +176,19 @@ def label_probabilities(estimator: Any, X: np.ndarray, n_labels: int) -> np.ndar
             len(classes) and (classes.min() < 0 or classes.max() >= n_labels)):
         raise ValueError(f"the model's classes {classes.tolist()} are not indices of its "
                          f"{n_labels} labels")
-    proba = np.zeros((len(X), n_labels), dtype=np.float64)
     if len(X) == 0:
-        return proba
+        return np.zeros((0, n_labels), dtype=np.float64)
     raw = np.asarray(estimator.predict_proba(X), dtype=np.float64)
     if raw.shape != (len(X), len(classes)):
         raise ValueError(f"predict_proba returned shape {raw.shape}, expected "
                          f"({len(X)}, {len(classes)})")
     if not np.isfinite(raw).all():
         raise ValueError("predict_proba returned NaN or infinite values")
+    if len(classes) == n_labels and (classes == np.arange(n_labels)).all():
+        # Every label, in order: the model's own array, not a zero-filled copy of it (a copy
+        # only where it is read-only, since rejected labels are zeroed in place).
+        return raw if raw.flags.writeable else raw.copy()
+    proba = np.zeros((len(X), n_labels), dtype=np.float64)
     proba[:, classes] = raw
     return proba
 

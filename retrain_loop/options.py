@@ -33,7 +33,11 @@ TYPES: dict[str, Any] = {
     "audit_window": click.IntRange(min=1),
     "stop_threshold": click.FloatRange(0, 1, min_open=True),
     "stop_window": click.IntRange(min=1),
+    "round_sample": click.IntRange(min=0),
+    "round_head": click.IntRange(min=0),
 }
+# How big a refit round is in a large pool, wherever rounds run.
+ROUND = ("round_sample", "round_head")
 # How the accuracy estimate and the stop signal are read, wherever they are shown.
 ESTIMATE = ("audit_window", "stop_threshold", "stop_window")
 

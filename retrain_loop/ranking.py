@@ -30,6 +30,9 @@ class Ranking:
         self._n_sorted = len(rows)
         self._jitter: np.ndarray | None = None
         self._tags: dict[str, np.ndarray] = {}
+        # Array positions of the rows drawn uniformly from the open pool, which audits draw
+        # from; None: every row (a round that scored every open row, or the cold start).
+        self.uniform: np.ndarray | None = None
         self._lock = threading.Lock()
 
     @classmethod

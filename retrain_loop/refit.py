@@ -5,6 +5,11 @@ rows are known not to have) and returns a ``Refit``: the fitted model and the ne
 its timings. The engine calls it from one thread at a time and decides what to publish; a model
 that raises leaves the refitter as it was, so the last good model keeps serving; ``adopt`` tells
 it which model serves.
+
+A round scores every open row, or, in a pool larger than ``round_sample + round_head``, a bounded
+candidate set: a fresh uniform sample of ``round_sample`` open rows and the best rows the serving
+model has found (``head``: its own round's head and what the background sweep, ``sweep.py``,
+found since). So a round costs the same at 100k rows and at 10M, and its head is fresh.
 """
 
 from __future__ import annotations
@@ -50,7 +55,11 @@ class Refit:
     ranking: Ranking
     candidates: np.ndarray  # the pool rows scored, sorted
     proba: np.ndarray  # their probabilities, aligned with candidates
+    utility: np.ndarray  # their utilities, aligned with candidates
     y_train: np.ndarray
+    # Whether each candidate is in the round's uniform sample of the open rows; None when the
+    # round scored every open row.
+    sampled: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     fed: set[tuple[int, str]] = field(default_factory=set)  # pairs partial_fit saw this round
 
@@ -58,8 +67,10 @@ class Refit:
 class Refitter:
     """Fits clones of ``prototype`` and ranks rows by ``settings.strategy``."""
 
-    def __init__(self, pool: Pool, labels: list[str], settings: EngineSettings, prototype: Any):
+    def __init__(self, pool: Pool, labels: list[str], settings: EngineSettings, prototype: Any,
+                 *, round_sample: int = 0):
         self.pool = pool
+        self.round_sample = round_sample  # 0: every round scores every open row
         self.labels = labels
         self.settings = settings
         self.prototype = prototype
@@ -94,12 +105,16 @@ class Refitter:
         if len(sample) > COLD_START_SAMPLE:
             sample = np.sort(self.rng.choice(rows, COLD_START_SAMPLE, replace=False))
         seeds = sample[coverage_order(self.pool.X[sample], k, self.rng)][:k]
-        rest = np.setdiff1d(rows, seeds)
+        rest = open_rows.copy()  # a mask, not np.setdiff1d's sort of the whole pool
+        rest[seeds] = False
+        rest = np.flatnonzero(rest)
         return Ranking(np.concatenate([seeds, self.rng.permutation(rest)]), None, None, 0)
 
     def refit(self, labelled: list[tuple[int, str]], open_rows: np.ndarray,
-              rejected: dict[int, set[int]], round: int, serving: Any = None) -> Refit | None:
-        """Fit on ``labelled``, score the ``open_rows`` and rank them as round ``round``.
+              rejected: dict[int, set[int]], round: int, serving: Any = None,
+              head: np.ndarray | None = None) -> Refit | None:
+        """Fit on ``labelled``, score the ``open_rows`` (or a bounded set of them, with the pool
+        rows ``head`` among them where open) and rank them as round ``round``.
 
         None while fewer than two labels have answers: no model can tell them apart yet.
         ``serving`` is the model in use, which an incremental update starts from. Whatever the
@@ -115,13 +130,44 @@ class Refitter:
             else:
                 model, fed = clone(self.prototype).fit(X_train, y_train), set()
             fit_done = time.perf_counter()
-            candidates = np.flatnonzero(open_rows)
+            candidates, sampled = self.candidates(open_rows, head)
             proba = exclude_labels(self.predict(model, candidates), candidates, rejected)
         score_done = time.perf_counter()
-        ranking = self._rank(proba, candidates, X_train, y_train, round)
-        return Refit(model, ranking, candidates, proba, y_train, fed=fed, timings={
+        ranking, utility = self._rank(proba, candidates, X_train, y_train, round, sampled)
+        return Refit(model, ranking, candidates, proba, utility, y_train, sampled, fed=fed,
+                     timings={
             "fit_ms": (fit_done - started) * 1000, "score_ms": (score_done - fit_done) * 1000,
             "rank_ms": (time.perf_counter() - score_done) * 1000})
+
+    def candidates(self, open_rows: np.ndarray, head: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows a round scores, sorted and distinct, and which of them are its uniform
+        sample (None: every open row, as in any pool of at most ``round_sample + round_head``
+        open rows, which draws no random numbers for it).
+
+        The sample is drawn from all open rows, the head's included, so the rows it holds are a
+        uniform draw of the open pool whatever the head is: audits are drawn from them.
+        """
+        n_sample = self.round_sample
+        n_open = int(np.count_nonzero(open_rows))
+        if n_sample == 0 or n_open <= n_sample + self.settings.round_head:
+            return np.flatnonzero(open_rows), None
+        rows = np.flatnonzero(open_rows)
+        sample = np.sort(rows[self.rng.choice(n_open, n_sample, replace=False)])
+        if head is None or len(head) == 0:
+            return sample, np.ones(len(sample), dtype=bool)
+        head = np.asarray(head, dtype=np.int64)
+        candidates = np.union1d(sample, head[open_rows[head]])
+        sampled = np.zeros(len(candidates), dtype=bool)
+        sampled[np.searchsorted(candidates, sample)] = True
+        return candidates, sampled
+
+    def utility(self, proba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The strategy's utility of rows with probabilities ``proba`` (``prefer`` applied)."""
+        utility = self._scorer(proba, rng)
+        if self.settings.prefer is not None:
+            utility = prefer_label(utility, proba, self.label_index[self.settings.prefer])
+        return utility
 
     def adopt(self, refit: Refit) -> None:
         """The engine serves ``refit``'s model from now on: an incremental update goes on from
@@ -129,12 +175,12 @@ class Refitter:
         self._fed |= refit.fed
 
     def _rank(self, proba: np.ndarray, candidates: np.ndarray, X_train: np.ndarray,
-              y_train: np.ndarray, round: int) -> Ranking:
+              y_train: np.ndarray, round: int, sampled: np.ndarray | None = None
+              ) -> tuple[Ranking, np.ndarray]:
         s = self.settings
-        utility = self._scorer(proba, self.rng)
-        if s.prefer is not None:
-            utility = prefer_label(utility, proba, self.label_index[s.prefer])
-        # Drawn for every row, as a full sort would, so a seed gives the same order as before.
+        utility = self.utility(proba, self.rng)
+        # Drawn for every candidate, as a full sort would, so a seed gives the same order as
+        # before; a bounded round has few candidates, whatever the pool.
         jitter = self.rng.random(utility.shape[0])
         tags = {}
         if s.explore > 0:  # random picks come from the whole order, so sort it all
@@ -152,7 +198,10 @@ class Refitter:
                 self._scale = feature_scale(self.pool.X)
             order = spread_near_copies(order, n_sorted, self.pool.X, candidates, self._scale,
                                        window=5 * s.batch_size, tol=s.distinct)
-        return Ranking.partial(candidates, utility, proba, round, order, n_sorted, jitter, tags)
+        ranking = Ranking.partial(candidates, utility, proba, round, order, n_sorted, jitter, tags)
+        if sampled is not None:
+            ranking.uniform = np.flatnonzero(sampled)
+        return ranking, utility
 
     def _with_discovery(self, order, n_sorted, candidates, X_train, y_train
                         ) -> tuple[np.ndarray, int, np.ndarray]:

@@ -21,6 +21,8 @@ from .stopping import StopRule
 from .strategies import STRATEGIES, get_strategy
 
 UPDATE_MODES = ("refit", "incremental")
+ROUND_SAMPLE = 32_768  # round_sample where a background sweep scores the rest
+ROUND_HEAD = 4_096
 MODES = ("choice", "binary")
 
 
@@ -67,6 +69,14 @@ class EngineSettings:
         None, "Rows chosen to cover the feature space before a model exists "
         "(default: five batches, at least 50).")
     threads: int = _setting(1, "Threads a fit may use.")
+    round_sample: int | None = _setting(
+        None, "In a pool with more open rows, a refit scores a fresh random sample of this many "
+        "and the best rows found so far, and the rest are rescored in the background between "
+        f"rounds (0: every open row). Default: {ROUND_SAMPLE} where a background thread "
+        "rescores (serve), else every open row.")
+    round_head: int = _setting(
+        ROUND_HEAD, "Best rows found by the serving model, in its round and in the background, "
+        "that the next refit scores again beside its sample.")
     audit: float = _setting(
         DEFAULT_SHARE, "Share of tasks drawn uniformly at random to measure accuracy honestly "
         "(0: none).")
@@ -100,6 +110,10 @@ class EngineSettings:
             raise EngineError(f"max_out must be at least 1, got {self.max_out}")
         if self.threads < 1:
             raise EngineError(f"threads must be at least 1, got {self.threads}")
+        if self.round_sample is not None and self.round_sample < 0:
+            raise EngineError(f"round_sample must be at least 0, got {self.round_sample}")
+        if self.round_head < 0:
+            raise EngineError(f"round_head must be at least 0, got {self.round_head}")
         if self.audit_window < 1:
             raise EngineError(f"the audit window must be at least 1, got {self.audit_window}")
         get_strategy(self.strategy)  # StrategyError names the strategies there are
@@ -118,6 +132,13 @@ class EngineSettings:
     @property
     def cold_start_rows(self) -> int:
         return self.cold_start_size or max(5 * self.batch_size, 50)
+
+    def round_bound(self, background: bool) -> int:
+        """Open rows a round's random sample takes (0: every open row), for an engine with a
+        background sweep or without."""
+        if self.round_sample is not None:
+            return self.round_sample
+        return ROUND_SAMPLE if background else 0
 
     @property
     def ranked_per_batch(self) -> int:

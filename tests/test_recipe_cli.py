@@ -27,18 +27,19 @@ EXPECTED = {"dataset": "colours", "source": "demo/colours.jsonl", "label": COLOU
             "features": ["r", "g", "b"], "view": "colour", "batch_size": 10,
             "id_column": "id", "model": "auto", "strategy": "margin", "prefer": None,
             "explore": 0.0, "update": "refit", "seed": 0, "model_out": None, "audit": 0.1,
-            "history": None, "mode": "choice"}
+            "history": None, "mode": "choice", "round_sample": None, "round_head": 4096}
 EVERY_OPTION = ("ds pool.csv --label a,b --features x,y --id-column key --model logreg "
                 "--strategy entropy --view record --batch-size 5 --prefer a --explore 0.25 "
                 "--update incremental --seed 7 --model-out out.skops --audit 0.2 "
-                "--history h.db --mode binary")
+                "--history h.db --mode binary --round-sample 5000 --round-head 300")
 EVERY_SHORT = ("ds pool.csv -l a,b -f x,y -i key -m logreg -s entropy -v record -b 5 -p a "
-               "-e 0.25 -u incremental -S 7 -o out.skops -a 0.2 -H h.db -M binary")
+               "-e 0.25 -u incremental -S 7 -o out.skops -a 0.2 -H h.db -M binary -R 5000 -K 300")
 EVERY_PARSED = {"dataset": "ds", "source": "pool.csv", "label": ["a", "b"],
                 "features": ["x", "y"], "id_column": "key", "model": "logreg",
                 "strategy": "entropy", "view": "record", "batch_size": 5, "prefer": "a",
                 "explore": 0.25, "update": "incremental", "seed": 7, "model_out": "out.skops",
-                "audit": 0.2, "history": "h.db", "mode": "binary"}
+                "audit": 0.2, "history": "h.db", "mode": "binary", "round_sample": 5000,
+                "round_head": 300}
 
 
 def readme_command_lines() -> list[list[str]]:
@@ -123,7 +124,7 @@ def test_help_shows_the_recipe_and_every_option(prodigy):
     # These settings say in the recipe what the engine's own help says (settings.py).
     parameters = inspect.signature(prodigy.recipes["retrain.loop"]).parameters
     for name in ("model", "strategy", "batch_size", "prefer", "explore", "update", "seed",
-                 "audit"):
+                 "audit", "round_sample", "round_head"):
         assert name in parameters and name in FIELDS, name
         assert " ".join(EngineSettings.help(name).split()) in text, name
 

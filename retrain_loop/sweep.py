@@ -1,0 +1,118 @@
+"""The sweep: between rounds, the serving model scores the open rows its round did not.
+
+A bounded round (``Refitter.candidates``) scores a uniform sample of the open rows and the best
+rows found so far. After it is published, the engine's worker thread runs ``step`` while no
+refit is asked for: each step scores one slice of the pool (``slice_rows`` pool rows, of which
+the open ones the round did not score) with the serving model, and keeps the ``size`` rows of
+highest utility among the round's own candidates and every row swept since. The next round
+scores those again (``head``), so a row that is among the best anywhere in the pool is served
+within a round or two of the sweep reaching it, at a round's cost that does not grow with the
+pool.
+
+The worker checks for a refit request between steps, so a sweep yields at once; a new round
+starts a new sweep (``begin``), and what the old one found is dropped with its model. Without a
+worker thread (``background=False``: offline scoring, simulations, the Prodigy recipe) nothing
+calls ``step``: the head is the last round's own. Thread-safe: ``begin`` and ``head`` may run on
+another thread than ``step``, and never wait for a slice to be scored.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from .refit import PREDICT_SLICE, Refit, Refitter
+from .strategies import exclude_labels
+
+_THREADS = ThreadpoolController()
+
+
+class Sweep:
+    """The serving model's best ``size`` rows of those it has scored, and the rescoring of the
+    rest of the open rows slice by slice."""
+
+    def __init__(self, refitter: Refitter, size: int, *, seed: int = 0,
+                 slice_rows: int = PREDICT_SLICE):
+        self.refitter = refitter
+        self.size = size
+        self.slice_rows = slice_rows
+        self._rng = np.random.default_rng([seed, 5])  # the random strategy's; apart from the refit's
+        self._lock = threading.Lock()
+        self._generation = 0  # which round's sweep; a step of an older one is dropped
+        self._model: Any = None
+        self._rejected: dict[int, set[int]] = {}
+        self._todo: np.ndarray | None = None  # a bool per pool row: open, not scored yet
+        self._cursor = 0
+        self._best_rows = np.empty(0, dtype=np.int64)
+        self._best_utility = np.empty(0, dtype=np.float64)
+        self.n_scored: int | None = None  # rows the serving model scored; None before one
+        self.n_unscored = 0  # rows open at its round that it has not scored yet
+
+    def begin(self, refit: Refit, open_rows: np.ndarray, rejected: dict[int, set[int]]) -> None:
+        """``refit``'s model serves now, having scored its candidates of ``open_rows``: sweep
+        the open rows it did not score."""
+        best_rows, best_utility = _top(refit.candidates, refit.utility, self.size)
+        todo = None
+        if refit.sampled is not None:  # a bounded round: the rest of the open rows to sweep
+            todo = open_rows.copy()
+            todo[refit.candidates] = False
+        with self._lock:
+            self._generation += 1
+            self._model = refit.model
+            self._rejected = rejected
+            self._todo = todo
+            self._cursor = 0
+            self._best_rows, self._best_utility = best_rows, best_utility
+            self.n_scored = len(refit.candidates)
+            self.n_unscored = int(np.count_nonzero(todo)) if todo is not None else 0
+
+    def head(self) -> np.ndarray:
+        """The best rows the serving model has found (pool indices, sorted), for the next round
+        to score again."""
+        with self._lock:
+            return np.sort(self._best_rows)
+
+    @property
+    def pending(self) -> bool:
+        """Whether rows are left to sweep."""
+        with self._lock:
+            return self._todo is not None and self._cursor < len(self._todo)
+
+    def step(self) -> bool:
+        """Score the next slice of the pool; False when nothing is left to sweep."""
+        with self._lock:
+            todo, model, generation = self._todo, self._model, self._generation
+            rejected = self._rejected
+            rows = np.empty(0, dtype=np.int64)
+            while todo is not None and self._cursor < len(todo) and not len(rows):
+                start = self._cursor
+                self._cursor = min(start + self.slice_rows, len(todo))
+                rows = start + np.flatnonzero(todo[start:self._cursor])
+            if not len(rows):
+                return False
+        refitter = self.refitter
+        with _THREADS.limit(limits=refitter.settings.threads):
+            proba = exclude_labels(refitter.predict(model, rows), rows, rejected)
+        utility = refitter.utility(proba, self._rng)
+        with self._lock:
+            if generation != self._generation:  # a new round began meanwhile: its sweep now
+                return True
+            self._best_rows, self._best_utility = _top(
+                np.concatenate([self._best_rows, rows]),
+                np.concatenate([self._best_utility, utility]), self.size)
+            self.n_scored += len(rows)
+            self.n_unscored -= len(rows)
+            return self._cursor < len(todo)
+
+
+def _top(rows: np.ndarray, utility: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of highest utility (NaN lowest), in no particular order."""
+    if len(rows) <= k:
+        return rows, np.asarray(utility, dtype=np.float64)
+    if k <= 0:
+        return rows[:0], np.empty(0, dtype=np.float64)
+    keep = np.argpartition(-np.asarray(utility, dtype=np.float64), k - 1)[:k]
+    return rows[keep], np.asarray(utility, dtype=np.float64)[keep]
