@@ -24,6 +24,8 @@ from .engine import Engine
 from .models import DEFAULT_MODEL, label_probabilities
 from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
 from .pool import Pool, PoolError, load_pool
+from .refit import PREDICT_SLICE
+from .scored import ScoredRows
 from .settings import EngineSettings
 from .store import AnnotationStore
 
@@ -145,11 +147,11 @@ def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *
         engine.close()
 
 
-def ranked(engine: Engine, top: int | None = None) -> list[dict[str, Any]]:
+def ranked(engine: Engine, top: int | None = None) -> ScoredRows:
     """The open rows in the current model's order, without leasing them (offline scoring).
 
     Each row carries ``score`` (the strategy's utility), ``label`` (the model's guess) and
-    ``probs`` (every label's probability).
+    ``probs`` (every label's probability); rows are built as they are read.
     """
     ranking = engine.queue.ranking
     if not ranking.scored:
@@ -157,20 +159,22 @@ def ranked(engine: Engine, top: int | None = None) -> list[dict[str, Any]]:
             "no model yet: scoring needs accepted answers for at least two labels"
             + (f" (last error: {engine.last_error})" if engine.last_error else "")
         )
-    out = []
+    limit = len(ranking) if top is None else top
+    indices, positions = [], []
     for j in range(len(ranking)):
         index = ranking.row(j)
         if engine.queue.is_answered(index):
             continue
-        utility, p = ranking.scores(j)
-        row = dict(engine.pool.tasks[index])
-        row["score"] = utility
-        row["label"] = engine.labels[int(p.argmax())]
-        row["probs"] = {label: float(v) for label, v in zip(engine.labels, p)}
-        out.append(row)
-        if top is not None and len(out) >= top:
+        indices.append(index)
+        positions.append(ranking.position(j))
+        if len(indices) >= limit:
             break
-    return out
+    scores = [ranking.at(p) for p in positions]
+    utility = np.array([u for u, _ in scores], dtype=np.float64)
+    proba = (np.stack([p for _, p in scores]) if scores
+             else np.zeros((0, len(engine.labels))))
+    return ScoredRows(engine.pool, np.array(indices, dtype=np.int64), engine.labels, proba,
+                      utility)
 
 
 def train(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
@@ -234,21 +238,18 @@ def pool_for_model(saved: SavedModel, path: str | Path, features: list[str] | No
     return pool
 
 
-def predict(saved: SavedModel, pool: Pool) -> list[dict[str, Any]]:
+def predict(saved: SavedModel, pool: Pool) -> ScoredRows:
     """Every row of the pool with the model's ``label`` and each label's probability."""
     check_features(saved, pool)
     labels = saved.labels
+    proba = np.empty((len(pool), len(labels)), dtype=np.float64)
     try:
-        proba = label_probabilities(saved.estimator, pool.X, len(labels))
+        for a in range(0, len(pool), PREDICT_SLICE):  # slices: no copy of X in any intermediate
+            proba[a:a + PREDICT_SLICE] = label_probabilities(
+                saved.estimator, pool.X[a:a + PREDICT_SLICE], len(labels))
     except ValueError as e:
         raise ModelFileError(f"the saved model cannot score this pool: {e}") from e
-    rows = []
-    for task, p in zip(pool.tasks, proba):
-        row = dict(task)
-        row["label"] = labels[int(p.argmax())]
-        row["probs"] = {label: float(v) for label, v in zip(labels, p)}
-        rows.append(row)
-    return rows
+    return ScoredRows(pool, np.arange(len(pool)), labels, proba)
 
 
 def output_format(path: str | Path) -> str:
@@ -271,7 +272,8 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *,
     the old file, or none. ``on_row`` is called after each row (a progress bar)."""
     if output_format(path) == "jsonl":
         return write_jsonl(path, rows, on_row=on_row)
-    columns = csv_columns(rows)  # before the file, so a clash leaves no file
+    # Before the file, so a clash leaves no file; rows that know their columns are not read twice.
+    columns = _spread_columns(rows) if isinstance(rows, ScoredRows) else csv_columns(rows)
     with atomic_output(path, "w", error=OfflineError, newline="") as out:
         return dump_csv(out, rows, columns, on_row=on_row)
 
@@ -300,6 +302,11 @@ def csv_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     for row in rows:
         columns.update(dict.fromkeys(_spread(row)))
     return list(columns)
+
+
+def _spread_columns(rows: ScoredRows) -> list[str]:
+    """The rows' columns with ``probs`` spread into a column per label, as ``csv_columns``."""
+    return list(_spread({c: None for c in rows.columns} | {"probs": dict.fromkeys(rows.labels)}))
 
 
 def dump_csv(out: IO[str], rows: Iterable[dict[str, Any]], columns: list[str], *,
