@@ -23,7 +23,7 @@ from .answers import asked_labels
 from .engine import Engine
 from .models import DEFAULT_MODEL, label_probabilities
 from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
-from .pool import Pool, PoolError, load_pool
+from .pool import PARQUET_SUFFIXES, Pool, PoolError, load_pool
 from .refit import PREDICT_SLICE
 from .scored import ScoredRows
 from .settings import EngineSettings
@@ -253,7 +253,8 @@ def predict(saved: SavedModel, pool: Pool) -> ScoredRows:
 
 
 def output_format(path: str | Path) -> str:
-    """``"csv"`` or ``"jsonl"``: the format of a file of rows, by its suffix; ``-`` is JSONL."""
+    """``"csv"``, ``"jsonl"`` or ``"parquet"``: the format of a file of rows, by its suffix;
+    ``-`` is JSONL."""
     if str(path) == STDOUT:
         return "jsonl"
     suffix = Path(path).suffix.lower()
@@ -261,17 +262,23 @@ def output_format(path: str | Path) -> str:
         return "csv"
     if suffix in _JSONL_SUFFIXES:
         return "jsonl"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
     what = f"the suffix {suffix!r}" if suffix else "a name without a suffix"
-    raise OfflineError(f"{path}: cannot tell the format from {what}; name a .csv, .jsonl or "
-                       f".ndjson file, or {STDOUT} for JSONL on stdout")
+    raise OfflineError(f"{path}: cannot tell the format from {what}; name a .csv, .jsonl, "
+                       f".ndjson or .parquet file, or {STDOUT} for JSONL on stdout")
 
 
 def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *,
                on_row: Callable[[], None] | None = None) -> int:
-    """Write rows as CSV or JSONL, by ``path``'s suffix, all at once: a failure part-way leaves
+    """Write rows as CSV, JSONL or Parquet, by ``path``'s suffix, all at once: a failure part-way leaves
     the old file, or none. ``on_row`` is called after each row (a progress bar)."""
     if output_format(path) == "jsonl":
         return write_jsonl(path, rows, on_row=on_row)
+    if output_format(path) == "parquet":  # each label's probability in a column, as in a CSV
+        from .parquet import write_parquet
+        with atomic_output(path, "wb", error=OfflineError) as out:
+            return write_parquet(out, (_spread(row) for row in rows), on_row=on_row)
     # Before the file, so a clash leaves no file; rows that know their columns are not read twice.
     columns = _spread_columns(rows) if isinstance(rows, ScoredRows) else csv_columns(rows)
     with atomic_output(path, "w", error=OfflineError, newline="") as out:

@@ -93,8 +93,8 @@ def rows_out_option(command):
         type=click.Path(dir_okay=False, allow_dash=True),
         help="File to write, in the format its suffix names: .csv (a header of the rows' fields, "
         "each label's probability in a column prob_LABEL, lists and objects as JSON text), "
-        ".jsonl or .ndjson (one JSON object a line, the probabilities under probs), or - for "
-        "JSONL on stdout.")(command)
+        ".jsonl or .ndjson (one JSON object a line, the probabilities under probs), .parquet "
+        "(columns as in a CSV; needs pyarrow), or - for JSONL on stdout.")(command)
 
 
 def offline_options(command: Callable) -> Callable:
