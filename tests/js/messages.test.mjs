@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  announceText, failureText, inTime, noTasksText, serverAwayText,
+  announceText, failureText, inTime, noTasksText, scoredText, serverAwayText,
 } from "../../retrain_loop/server/static/messages.js";
 
 test("the server-away banner says what happened and that the answers are kept", () => {
@@ -67,4 +67,13 @@ test("a refused request says what failed and what is kept; a server away is left
   assert.equal(failureText("lease", new Error("POST /api/questions failed: 500"), 0), "POST /api/questions failed: 500");
   const away = Object.assign(new Error("the server is not answering"), { away: true });
   for (const kind of ["post", "undo", "lease"]) assert.equal(failureText(kind, away, 3), null);
+});
+
+test("how much of the pool the ranking has seen, only while the model has not scored it all", () => {
+  assert.equal(scoredText({ n_scored: 36864, n_unscored: 962126 }),
+    "Ranked from the 36,864 of 998,990 open rows the model has scored so far; the rest are being scored.");
+  assert.equal(scoredText({ n_scored: 4990, n_unscored: 0 }), null, "every open row scored");
+  assert.equal(scoredText({ n_scored: null, n_unscored: 0 }), null, "no model yet");
+  assert.equal(scoredText({}), null, "an older server");
+  assert.equal(scoredText(null), null);
 });

@@ -21,3 +21,6 @@ export function fmtMs(v) {
   if (v === null || v === undefined || !isFinite(n)) return "–";
   return n >= 100 ? String(Math.round(n)) : n.toFixed(1);
 }
+
+// 1234567 -> "1,234,567".
+export function grouped(n) { return String(Math.round(Number(n))).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }

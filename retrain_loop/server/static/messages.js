@@ -1,8 +1,8 @@
-/* What the page says in words: the banner when the server is away, the empty state, and the
- * announcement of each new task to screen readers. Pure functions, so Node can test them.
+/* What the page says in words: the banner when the server is away, the empty state, how much of
+ * the pool the ranking has seen, and the announcement of each new task to screen readers. Pure functions, so Node can test them.
  */
 import { messageOf } from "./api.js";
-import { plural } from "./format.js";
+import { grouped, isNum, plural } from "./format.js";
 import { isAudit, modelGuess, recordFields } from "./tasks.js";
 
 // The banner while requests get no answer at all (the server stopped, the network gone).
@@ -56,6 +56,16 @@ export function noTasksText(stats, { held = 0 } = {}) {
   }
   if (Number(s.n_remaining) === 0) return "No more tasks: every row is answered.";
   return "No more tasks for now.";
+}
+
+// How much of the pool the ranking has seen, while the model has not scored every open row yet
+// (a large pool's round scores a sample; the rest is scored in the background); else null.
+export function scoredText(stats) {
+  const s = stats && typeof stats === "object" ? stats : {};
+  if (!isNum(s.n_scored) || !isNum(s.n_unscored) || Number(s.n_unscored) <= 0) return null;
+  const scored = Number(s.n_scored);
+  return "Ranked from the " + grouped(scored) + " of " + grouped(scored + Number(s.n_unscored)) +
+    " open rows the model has scored so far; the rest are being scored.";
 }
 
 /**

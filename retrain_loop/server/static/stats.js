@@ -1,9 +1,11 @@
-/* The side panel: answers, model round, learner, last refit, remaining rows, the audit accuracy,
+/* The side panel: answers, model round, learner, last refit, remaining rows (and how many of them
+ * the ranking has seen, while not all), the audit accuracy,
  * the stop rule's verdict, the learning curve, mistakes on random checks, and labels per class.
  */
 import { byIds, clearChildren } from "./dom.js";
 import { confidencePct, fmtMs, isNum, objectOr, percent, plural } from "./format.js";
 import { renderCurve } from "./curve.js";
+import { scoredText } from "./messages.js";
 import { renderMistakes } from "./mistakes.js";
 
 const REFIT_POLL_MS = 600;
@@ -12,7 +14,8 @@ const REFIT_POLL_MS = 600;
 // hears each stats read.
 export function createPanel({ load, labels, onStats = () => {} }) {
   const el = byIds([
-    "stats-total", "stats-round", "stats-learner", "stats-refit-ms", "stats-remaining", "refitting",
+    "stats-total", "stats-round", "stats-learner", "stats-refit-ms", "stats-remaining", "stats-scored",
+    "refitting",
     "stats-error", "per-label", "curve", "accuracy", "stop", "stop-badge", "stop-message", "stop-kappa",
     "legend-confidence", "legend-threshold", "legend-stopped", "curve-caption", "mistakes",
     "mistakes-summary", "confusion", "quality",
@@ -70,6 +73,9 @@ export function createPanel({ load, labels, onStats = () => {} }) {
         el.statsRemaining.appendChild(of);
       }
     }
+    const scored = scoredText(s);
+    el.statsScored.textContent = scored || "";
+    el.statsScored.hidden = !scored;
     el.refitting.hidden = !s.refitting;
     if (s.refitting && !refitPoll && document.visibilityState === "visible") {
       // Follow a running refit closely so the new round shows up without waiting for the tick.
