@@ -250,7 +250,7 @@ class Engine:
                             len(labelled), self.round, self.last_error)
                 return self.queue.ranking
             self.queue.publish(result.ranking, open_rows)
-            self.sweep.begin(result, open_rows, rejected)
+            self.sweep.begin(result, open_rows, rejected)  # open_rows is the sweep's now
             self.worker.has_idle_work()
             self.refitter.adopt(result)
             self.model_ = result.model

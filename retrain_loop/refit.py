@@ -83,15 +83,23 @@ class Refitter:
 
     def training_data(self, labelled: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         """Features and label indices for ``(input_hash, label)`` pairs whose rows are in the pool."""
-        indices, y = [], []
-        for input_hash, label in labelled:
-            index = self.pool.index_of(input_hash)
-            label_index = self.label_index.get(label)
-            if index is None or label_index is None:
-                continue
-            indices.append(index)
-            y.append(label_index)
-        return self.pool.X[np.asarray(indices, dtype=np.int64)], np.asarray(y, dtype=np.int64)
+        y = np.fromiter((self.label_index.get(label, -1) for _, label in labelled),
+                        dtype=np.int64, count=len(labelled))
+        indices = self._indices([input_hash for input_hash, _ in labelled])
+        keep = (indices >= 0) & (y >= 0)
+        return self.pool.X[indices[keep]], y[keep]
+
+    def _indices(self, hashes: list[Any]) -> np.ndarray:
+        """Pool rows of ``hashes``, -1 where none: at once where every hash is an int64."""
+        indices_of = getattr(self.pool, "indices_of", None)
+        if indices_of is not None and all(type(h) is int for h in hashes):
+            try:
+                return indices_of(np.array(hashes, dtype=np.int64))
+            except OverflowError:
+                pass  # a hash that is no int64 is in no pool: one by one
+        rows = (self.pool.index_of(h) for h in hashes)
+        return np.fromiter((-1 if r is None else r for r in rows), dtype=np.int64,
+                           count=len(hashes))
 
     def cold_start(self, open_rows: np.ndarray) -> Ranking:
         """Before any model: rows that cover the feature space (k-means++ seeding), then the
@@ -152,12 +160,11 @@ class Refitter:
         n_open = int(np.count_nonzero(open_rows))
         if n_sample == 0 or n_open <= n_sample + self.settings.round_head:
             return np.flatnonzero(open_rows), None
-        rows = np.flatnonzero(open_rows)
-        sample = np.sort(rows[self.rng.choice(n_open, n_sample, replace=False)])
+        sample = uniform_sample(open_rows, n_open, n_sample, self.rng)
         if head is None or len(head) == 0:
             return sample, np.ones(len(sample), dtype=bool)
-        head = np.asarray(head, dtype=np.int64)
-        candidates = np.union1d(sample, head[open_rows[head]])
+        head = np.asarray(head, dtype=np.int64)  # sorted: two sorted runs merge in O(n)
+        candidates = _distinct(np.concatenate([sample, head[open_rows[head]]]), kind="stable")
         sampled = np.zeros(len(candidates), dtype=bool)
         sampled[np.searchsorted(candidates, sample)] = True
         return candidates, sampled
@@ -264,3 +271,34 @@ class Refitter:
             part = X[start:stop] if every_row else X[candidates[start:stop]]
             proba[start:stop] = label_probabilities(model, part, n_labels)
         return proba
+
+
+def uniform_sample(mask: np.ndarray, n_true: int, k: int, rng: np.random.Generator
+                   ) -> np.ndarray:
+    """``k`` distinct positions where ``mask`` (a bool per pool row, ``n_true`` of them True)
+    holds, sorted, each set of ``k`` as likely as any other; ``k <= n_true``.
+
+    Uniform positions of the whole pool are drawn and those where ``mask`` holds kept, until
+    there are ``k`` distinct ones: no pass over the pool (``np.flatnonzero`` and
+    ``rng.choice(n, k, replace=False)`` each cost milliseconds at a million rows). Distinct draws
+    are exchangeable, and an excess is thinned uniformly, so every ``k``-set is equally likely.
+    """
+    n = len(mask)
+    got = np.empty(0, dtype=np.int64)
+    while len(got) < k:
+        need = k - len(got)
+        # Enough that one draw usually does: for the rows masked out, and for repeats.
+        size = int(need * n / n_true * (1 + k / n_true) * 1.05) + 64
+        drawn = rng.integers(0, n, size=size)
+        got = _distinct(np.concatenate([got, drawn[mask[drawn]]]))
+    if len(got) > k:  # drop the excess, uniformly: what stays is still sorted
+        got = np.delete(got, rng.choice(len(got), len(got) - k, replace=False))
+    return got
+
+
+def _distinct(rows: np.ndarray, kind: str | None = None) -> np.ndarray:
+    """The distinct values of ``rows``, sorted (np.unique, without its hash table)."""
+    rows = np.sort(rows, kind=kind)
+    if len(rows) > 1:
+        rows = rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
+    return rows

@@ -21,7 +21,9 @@ from .stopping import StopRule
 from .strategies import STRATEGIES, get_strategy
 
 UPDATE_MODES = ("refit", "incremental")
-ROUND_SAMPLE = 32_768  # round_sample where a background sweep scores the rest
+# round_sample where a background sweep scores the rest, and round_head: a bounded round scores
+# at most 32,768 rows, one slice of predict_proba (refit.PREDICT_SLICE).
+ROUND_SAMPLE = 28_672
 ROUND_HEAD = 4_096
 MODES = ("choice", "binary")
 

@@ -53,11 +53,11 @@ class Sweep:
 
     def begin(self, refit: Refit, open_rows: np.ndarray, rejected: dict[int, set[int]]) -> None:
         """``refit``'s model serves now, having scored its candidates of ``open_rows``: sweep
-        the open rows it did not score."""
+        the open rows it did not score. ``open_rows`` is the sweep's from now on (no copy)."""
         best_rows, best_utility = _top(refit.candidates, refit.utility, self.size)
         todo = None
         if refit.sampled is not None:  # a bounded round: the rest of the open rows to sweep
-            todo = open_rows.copy()
+            todo = open_rows
             todo[refit.candidates] = False
         with self._lock:
             self._generation += 1

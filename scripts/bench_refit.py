@@ -2,6 +2,7 @@
 
     python scripts/bench_refit.py [--repeats 7] [--out BENCHMARKS.md]
     python scripts/bench_refit.py --versus [--repeats 5]    # auto's round against forest's
+    python scripts/bench_refit.py --threads [--repeats 5]   # prediction on 1 thread against 2
 
 A round is what the server does after each batch: read every answer from SQLite, fit a fresh
 clone of the model, rescore the open rows, rank them and swap the queue. The floor is
@@ -140,6 +141,49 @@ def versus(n_labels: int, n_rows: int, repeats: int, workdir: Path) -> dict:
             "timings": {m: e.last_timings for m, e in engines.items()}}
 
 
+def _set_threads(model, n: int) -> None:
+    """LightGBM predicts on its ``n_jobs`` (not capped by threadpoolctl); others on BLAS/OpenMP."""
+    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    if hasattr(estimator, "n_jobs"):
+        estimator.set_params(n_jobs=n)
+
+
+def predict_threads(model_name: str, n_rows: int, repeats: int, n_labels: int = 1_000) -> dict:
+    """``predict_proba`` over ``n_rows`` x 20 in slices of ``PREDICT_SLICE`` rows, as a round and
+    the sweep score, on 1 thread and on 2, fitted on ``n_labels`` rows; timed in alternation."""
+    from retrain_loop.models import make_model
+    from retrain_loop.refit import PREDICT_SLICE
+
+    X, y = _blobs(n_rows)
+    with THREADS.limit(limits=1):
+        model = make_model(model_name, seed=0).fit(X[:n_labels], y[:n_labels])
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for threads in (1, 2):
+            _set_threads(model, threads)
+            with THREADS.limit(limits=threads):
+                start = time.perf_counter()
+                for i in range(0, n_rows, PREDICT_SLICE):
+                    model.predict_proba(X[i:i + PREDICT_SLICE])
+                times[threads].append(time.perf_counter() - start)
+    one, two = (statistics.median(times[t]) * 1000 for t in (1, 2))
+    return {"model": model_name, "rows": n_rows, "one_ms": one, "two_ms": two,
+            "speedup": one / two}
+
+
+# A bounded round's candidates (round_sample + round_head), 100k and 1M rows.
+THREAD_SIZES = (36_864, 100_000, 1_000_000)
+
+
+def main_threads(repeats: int) -> int:
+    for model in ("lightgbm", "logreg"):
+        for n_rows in THREAD_SIZES:
+            r = predict_threads(model, n_rows, repeats)
+            print(f"{model:9s} rows={n_rows:>9,}  1 thread {r['one_ms']:8.0f} ms  2 threads "
+                  f"{r['two_ms']:8.0f} ms  speed-up {r['speedup']:.2f}x", file=sys.stderr)
+    return 0
+
+
 def main_versus(repeats: int, out: Path) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,12 +218,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--versus", action="store_true",
                         help="time auto's round against forest's at 300 x 10k and 1k x 100k")
+    parser.add_argument("--threads", action="store_true",
+                        help="time prediction on 1 thread against 2 at 100k and 1M rows")
     parser.add_argument("--labels", default="50,100,200,500,1000")
     parser.add_argument("--models", default="auto,lightgbm,logreg")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     if args.versus:
         return main_versus(args.repeats, args.out)
+    if args.threads:
+        return main_threads(args.repeats)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
