@@ -26,7 +26,7 @@ import numpy as np
 from retrain_loop import csvfast
 from retrain_loop.hashing import stable_hash
 from retrain_loop.lines import Lines, scan
-from retrain_loop.records import RESERVED, FileRecords, csv_cell, display
+from retrain_loop.records import RESERVED, FileRecords, display
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -127,18 +127,19 @@ def load_pool(
     if not path.exists():
         raise PoolError(path, None, "file not found")
     try:
-        lines = scan(path, count_commas=is_csv)
         if is_csv:
             def resolve(where, header, first):
                 return _resolve_columns(path, where, header, first, features, id_column, True,
                                         exclude)
-            fast = csvfast.read(path, lines, id_column, resolve)
+            fast, lines = csvfast.read(path, id_column, resolve)
             if fast is not None:
                 records = FileRecords(path, fast["starts"], fast["ends"], fast["header"],
                                       fast["hashes"])
                 columns = [c for c in fast["header"] if c not in RESERVED]
                 return Pool(path, records, fast["X"], fast["features"], fast["id_column"],
                             fast["hashes"], columns)
+        else:
+            lines = scan(path)
         return read_exact(path, lines, features, id_column, exclude)
     except UnicodeDecodeError:
         raise PoolError(path, None, "file is not UTF-8 text") from None

@@ -42,8 +42,8 @@ class SimulationError(ValueError):
 def known_labels(pool: Pool, label_column: str) -> tuple[list[str], list[int]]:
     """The sorted distinct labels of the label column, and each row's index into them; every
     row must have one."""
-    if not any(label_column in task for task in pool.tasks):
-        columns = [c for c in pool.tasks[0] if not c.startswith("_")]
+    if label_column not in pool.columns:
+        columns = [c for c in pool.columns if not c.startswith("_")]
         raise SimulationError(f"{pool.path}: no label column {label_column!r}; columns are "
                               f"{columns}")
     values = []

@@ -64,8 +64,7 @@ CLEAN = {
 @pytest.mark.parametrize("case", sorted(CLEAN))
 def test_the_fast_reader_takes_clean_files_and_agrees_with_the_exact_one(tmp_path, case):
     path = _write(tmp_path, CLEAN[case])
-    lines = scan(path, count_commas=True)
-    assert csvfast.read(path, lines, "id", lambda *a: _resolve(path, *a)) is not None
+    assert csvfast.read(path, "id", lambda *a: _resolve(path, *a))[0] is not None
     _same(load_pool(path), _exact(path))
     assert isinstance(load_pool(path).tasks, FileRecords)
 
@@ -88,8 +87,7 @@ DECLINED = {
 @pytest.mark.parametrize("case", sorted(DECLINED))
 def test_files_the_fast_reader_declines_read_as_before(tmp_path, case):
     path = _write(tmp_path, DECLINED[case])
-    lines = scan(path, count_commas=True)
-    assert csvfast.read(path, lines, "id", lambda *a: _resolve(path, *a)) is None
+    assert csvfast.read(path, "id", lambda *a: _resolve(path, *a))[0] is None
     _same(load_pool(path), _exact(path))
 
 
@@ -167,3 +165,26 @@ def test_rows_are_found_by_hash(tmp_path):
     assert all(pool.index_of(int(pool.input_hashes[i])) == i for i in order[:20])
     assert pool.index_of(12345) is None and pool.index_of(2**70) is None
     assert pool.index_of("12") is None
+
+
+@pytest.mark.parametrize("text", [
+    CLEAN["crlf"], CLEAN["blank-lines"], CLEAN["no-final-newline"], "id,x\r\na,1\rb,2\r\n",
+    'a,"b\nc",d\r\n\r\n,,,\n', "x", "", "\n\n,\n",
+])
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_lines_are_found_alike_whatever_the_read_size(tmp_path, monkeypatch, text, size):
+    from retrain_loop import lines
+
+    path = _write(tmp_path, text)
+    whole = lines.scan(path, count_commas=True)
+    monkeypatch.setattr(lines, "_READ", size)
+    parts = lines.scan(path, count_commas=True)
+    for name in ("bounds", "text_ends", "commas"):
+        assert getattr(parts, name).tolist() == getattr(whole, name).tolist(), name
+    assert (parts.lone_cr, parts.has_quote, parts.size) == (whole.lone_cr, whole.has_quote,
+                                                            whole.size)
+    split = text.encode().split(b"\n")
+    if split and split[-1] == b"":
+        split.pop()  # the break after the last line
+    assert whole.commas.tolist() == [line.count(b",") for line in split]
+    assert whole.lone_cr == ("\r" in text.replace("\r\n", ""))
