@@ -10,7 +10,9 @@ within a round or two of the sweep reaching it, at a round's cost that does not 
 pool.
 
 The worker checks for a refit request between steps, so a sweep yields at once; a new round
-starts a new sweep (``begin``), and what the old one found is dropped with its model. Without a
+starts a new sweep (``begin``), and what the old one found is dropped with its model. A sweep
+starts where the last one stopped and goes round the pool, so where rounds come faster than a
+sweep can finish (LightGBM on a million rows), successive sweeps still cover all of it. Without a
 worker thread (``background=False``: offline scoring, simulations, the Prodigy recipe) nothing
 calls ``step``: the head is the last round's own. Thread-safe: ``begin`` and ``head`` may run on
 another thread than ``step``, and never wait for a slice to be scored.
@@ -45,7 +47,8 @@ class Sweep:
         self._model: Any = None
         self._rejected: dict[int, set[int]] = {}
         self._todo: np.ndarray | None = None  # a bool per pool row: open, not scored yet
-        self._cursor = 0
+        self._cursor = 0  # the pool position the next step starts at
+        self._left = 0  # pool positions this sweep has still to pass
         self._best_rows = np.empty(0, dtype=np.int64)
         self._best_utility = np.empty(0, dtype=np.float64)
         self.n_scored: int | None = None  # rows the serving model scored; None before one
@@ -64,7 +67,7 @@ class Sweep:
             self._model = refit.model
             self._rejected = rejected
             self._todo = todo
-            self._cursor = 0
+            self._left = len(todo) if todo is not None else 0  # from the cursor, round the pool
             self._best_rows, self._best_utility = best_rows, best_utility
             self.n_scored = len(refit.candidates)
             self.n_unscored = int(np.count_nonzero(todo)) if todo is not None else 0
@@ -79,7 +82,7 @@ class Sweep:
     def pending(self) -> bool:
         """Whether rows are left to sweep."""
         with self._lock:
-            return self._todo is not None and self._cursor < len(self._todo)
+            return self._left > 0
 
     def step(self) -> bool:
         """Score the next slice of the pool; False when nothing is left to sweep."""
@@ -87,10 +90,11 @@ class Sweep:
             todo, model, generation = self._todo, self._model, self._generation
             rejected = self._rejected
             rows = np.empty(0, dtype=np.int64)
-            while todo is not None and self._cursor < len(todo) and not len(rows):
-                start = self._cursor
-                self._cursor = min(start + self.slice_rows, len(todo))
-                rows = start + np.flatnonzero(todo[start:self._cursor])
+            while self._left > 0 and not len(rows):
+                start = self._cursor % len(todo)
+                stop = min(start + self.slice_rows, len(todo), start + self._left)
+                self._cursor, self._left = stop % len(todo), self._left - (stop - start)
+                rows = start + np.flatnonzero(todo[start:stop])
             if not len(rows):
                 return False
         refitter = self.refitter
@@ -105,7 +109,7 @@ class Sweep:
                 np.concatenate([self._best_utility, utility]), self.size)
             self.n_scored += len(rows)
             self.n_unscored -= len(rows)
-            return self._cursor < len(todo)
+            return self._left > 0
 
 
 def _top(rows: np.ndarray, utility: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -228,3 +228,33 @@ def test_the_cold_start_is_the_same_as_with_a_set_difference():
     seeds = rows[coverage_order(pool.X[rows], k, rng)][:k]
     expected = np.concatenate([seeds, rng.permutation(np.setdiff1d(rows, seeds))])
     assert np.array_equal(order, expected)
+
+
+def test_a_sweep_goes_on_from_where_the_last_one_stopped(bounded):
+    # Where rounds come faster than a sweep ends, successive sweeps still cover the pool.
+    engine, y = bounded(**BOUND)
+    engine.sweep.slice_rows = 500
+    swept = []
+    predict = engine.refitter.predict
+
+    def recording(model, rows):
+        swept.append(np.asarray(rows))
+        return predict(model, rows)
+
+    answer(engine, y)
+    engine.refitter.predict = recording
+    assert engine.sweep.step() and engine.sweep.step()
+    assert swept[-1].max() < 1000
+    engine.refitter.predict = predict
+    answer(engine, y)  # a new round, before the sweep got further
+    engine.refitter.predict = recording
+    swept.clear()
+    engine.sweep.step()
+    assert 1000 <= swept[0].min() and swept[0].max() < 1500
+    sweep_inline(engine)
+    rows = np.concatenate(swept)
+    assert rows.min() < 1000  # round the pool, back to its start
+    candidates = engine.queue.ranking.candidates
+    open_rows = np.flatnonzero(~np.isin(np.arange(N_ROWS), candidates)
+                               & engine.queue.unanswered())
+    assert np.array_equal(np.sort(rows), open_rows)  # every open row the round did not score
