@@ -35,12 +35,14 @@ _DEFAULT_ID = "id"
 # task. Longer text belongs in a file the row names (as images do).
 MAX_FIELD = 100_000
 _SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can spell them; UTF-8 cannot carry them
+_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how JSON spells one
 # Finite in float64 but inf once squeezed into X, which would poison every model downstream.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _JSON_NUMBER_TYPES = {int, float}  # exact types: bool is an int subclass but not a JSON number
 _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
-Row = tuple[int, int, dict[str, Any]]  # first and last physical line, and the row's fields
+# First and last physical line, the row's fields, and whether a field may be too long or not text.
+Row = tuple[int, int, dict[str, Any], bool]
 
 
 class PoolError(ValueError):
@@ -171,7 +173,8 @@ def _jsonl_rows(path: Path, f) -> Iterator[Row]:
         if not isinstance(obj, dict):
             kind = _JSON_TYPES.get(type(obj), "number")
             raise PoolError(path, line, f"expected a JSON object, got a JSON {kind}")
-        yield line, line, obj
+        risky = len(text) > MAX_FIELD or ("\\u" in text and _ESCAPE.search(text) is not None)
+        yield line, line, obj, risky
 
 
 def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
@@ -202,7 +205,7 @@ def _csv_rows(path: Path, f) -> tuple[list[str] | None, int, Iterator[Row]]:
             if len(record) != len(header):
                 msg = f"row has {len(record)} fields, header has {len(header)}"
                 raise PoolError(path, line, msg)
-            yield line, end, dict(zip(header, record))
+            yield line, end, dict(zip(header, record)), sum(map(len, record)) > MAX_FIELD
 
     return header, header_line, rows()
 
@@ -227,7 +230,7 @@ def _build(path: Path, lines: Lines, header, header_line, rows, features, id_col
     seen: dict[str, None] = {}  # every field name, in the order first seen
     id_lines: dict[str, int] = {}
     repeats: dict[int, int] = {}
-    for line, end, cells in chain([first], rows):
+    for line, end, cells, risky in chain([first], rows):
         try:  # fast path for clean rows; _feature is only there to say exactly what is wrong
             raw = [cells[name] for name in feats]
             if not is_csv and not set(map(type, raw)) <= _JSON_NUMBER_TYPES:
@@ -238,16 +241,10 @@ def _build(path: Path, lines: Lines, header, header_line, rows, features, id_col
         except (KeyError, TypeError, ValueError, OverflowError):
             clean = False
         values.extend(row if clean else [_feature(path, line, n, cells, is_csv) for n in feats])
-        show = display(cells, is_csv)
-        if len(show) != len(seen) or not is_csv:
-            seen.update(dict.fromkeys(show))
-        for name, value in show.items():
-            if isinstance(value, str) and (len(value) > MAX_FIELD
-                                           or (not is_csv and _SURROGATE.search(value))):
-                what = (f"is {len(value):,} characters long; a task field may have at most "
-                        f"{MAX_FIELD:,}" if len(value) > MAX_FIELD
-                        else "holds a lone surrogate (\\ud800-\\udfff), which is not text")
-                raise PoolError(path, line, f"field {name!r} {what}")
+        if risky:  # only a long row can hold a long field; only an escape can spell a surrogate
+            _check_fields(path, line, cells, is_csv)
+        if not seen.keys() >= cells.keys():
+            seen.update(dict.fromkeys(k for k in cells if k not in RESERVED))
         if id_col is not None:
             row_id = _id_string(path, line, id_col, cells)
             if row_id in id_lines:
@@ -256,6 +253,7 @@ def _build(path: Path, lines: Lines, header, header_line, rows, features, id_col
             id_lines[row_id] = line
             h = stable_hash({"id": row_id})
         else:
+            show = display(cells, is_csv)
             h = stable_hash(show)
             # Real datasets (iris) repeat rows; the k-th copy still needs its own stable identity.
             k = repeats[h] = repeats.get(h, 0) + 1
@@ -264,8 +262,7 @@ def _build(path: Path, lines: Lines, header, header_line, rows, features, id_col
         hashes.append(h)
         spans.extend((line, end))
         if keep:
-            show["_input_hash"] = h
-            tasks.append(show)
+            tasks.append(display(cells, is_csv) | {"_input_hash": h})
 
     X = np.frombuffer(values, dtype=np.float64).reshape(len(hashes), len(feats))
     X = X.astype(np.float32)
@@ -277,6 +274,18 @@ def _build(path: Path, lines: Lines, header, header_line, rows, features, id_col
     ends = lines.text_ends[span[:, 1] - 1]
     records = FileRecords(path, starts, ends, header, hash_array)
     return Pool(path, records, X, feats, id_col, hash_array, list(seen))
+
+
+def _check_fields(path: Path, line: int, cells: dict[str, Any], is_csv: bool) -> None:
+    for name, value in cells.items():
+        if name in RESERVED or not isinstance(value, str):
+            continue
+        if len(value) > MAX_FIELD:
+            raise PoolError(path, line, f"field {name!r} is {len(value):,} characters long; a "
+                            f"task field may have at most {MAX_FIELD:,}")
+        if not is_csv and _SURROGATE.search(value):
+            raise PoolError(path, line, f"field {name!r} holds a lone surrogate "
+                            "(\\ud800-\\udfff), which is not text")
 
 
 def _resolve_columns(path, where, columns, first_row, features, id_column, is_csv, exclude=()):
