@@ -11,8 +11,8 @@ from click.testing import CliRunner
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from retrain_loop.cli import main  # noqa: E402
-from retrain_loop.pool import PoolError, load_pool  # noqa: E402
+from retrain_loop.cli import main
+from retrain_loop.pool import PoolError, load_pool
 
 COLUMNS = {"id": ["a", "b", "c", "d"], "name": ["teal", "red", None, "x"],
            "r": [0, 255, 10, 3], "g": [128.5, 0.0, 10.0, 1.0], "when": [1, 2, 3, 4]}
