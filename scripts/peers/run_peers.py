@@ -14,7 +14,8 @@ Run it in the peer environment (``bash scripts/peers/setup.sh``):
 
 ``refit_ms`` of a row is the wall time of fitting the model on that row's labels plus the
 library's query that picks the next batch from that model (the same span as the engine's
-refit, which fits and rescores the open rows). At the last row the query still runs, for a
+refit, which fits and rescores the open rows); the harness's own bookkeeping (which rows are
+open, their copy of X, the labels with MISSING) is done before it, untimed. At the last row the query still runs, for a
 full batch whose answers are never used, so every row times the same work. Evaluation on the
 test set is outside the timing. Every round runs with BLAS/OpenMP limited to one thread, as
 the engine's refits do.
@@ -83,10 +84,15 @@ class ModalSampler:
         self.taught.update(new.tolist())
         return self.learner.estimator
 
+    def prepare(self, labelled: np.ndarray) -> None:
+        """The harness's own bookkeeping, outside the timed span: the open rows and their copy,
+        which a modAL user holds already (modAL queries the array it is given)."""
+        self._open = np.setdiff1d(np.arange(len(self.X)), labelled)
+        self._X_open = self.X[self._open]
+
     def query(self, labelled: np.ndarray, n: int) -> np.ndarray:
-        unlabelled = np.setdiff1d(np.arange(len(self.X)), labelled)
-        picked, _rows = self.learner.query(self.X[unlabelled], n_instances=n)
-        return unlabelled[np.asarray(picked, dtype=np.int64)]
+        picked, _rows = self.learner.query(self._X_open, n_instances=n)
+        return self._open[np.asarray(picked, dtype=np.int64)]
 
 
 class SkactivemlSampler:
@@ -106,7 +112,7 @@ class SkactivemlSampler:
         y[labelled] = self.y[labelled]
         return y
 
-    def fit(self, labelled: np.ndarray) -> Any:
+    def _fit(self, y: np.ndarray) -> Any:
         from skactiveml.classifier import SklearnClassifier
 
         self.clf = SklearnClassifier(clone(self.prototype), classes=np.arange(self.n_labels),
@@ -115,7 +121,7 @@ class SkactivemlSampler:
         # warning; here that is an error.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self.clf.fit(self.X, self.partial_labels(labelled))
+            self.clf.fit(self.X, y)
         if not getattr(self.clf, "is_fitted_", False):
             raise RuntimeError("scikit-activeml's SklearnClassifier could not fit the model: "
                                + "; ".join(str(w.message) for w in caught))
@@ -123,8 +129,15 @@ class SkactivemlSampler:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return self.clf.estimator_
 
+    def prepare(self, labelled: np.ndarray) -> None:
+        """The labels with MISSING for open rows, outside the timed span (a user holds them)."""
+        self._y = self.partial_labels(labelled)
+
+    def fit(self, labelled: np.ndarray) -> Any:
+        return self._fit(self._y)
+
     def query(self, labelled: np.ndarray, n: int) -> np.ndarray:
-        y = self.partial_labels(labelled)
+        y = self._y
         if self.needs_clf:
             picked = self.strategy.query(self.X, y, clf=self.clf, fit_clf=False, batch_size=n)
         else:
@@ -176,6 +189,7 @@ def run_peer(X: np.ndarray, y: np.ndarray, labels: list[str], *, strategy: str, 
         open_rows = len(y_pool) - len(labelled)
         # The engine serves min(batch, budget left); after the budget, time a full batch.
         n_query = min(batch_size if remaining <= 0 else min(batch_size, remaining), open_rows)
+        sampler.prepare(labelled)  # the harness's bookkeeping: not the library's work
         started = time.perf_counter()
         fitted = sampler.fit(labelled)
         picked = sampler.query(labelled, n_query) if n_query > 0 else np.empty(0, np.int64)
