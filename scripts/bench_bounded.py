@@ -17,12 +17,14 @@ scored, seed by seed on the same splits. Two bounded variants: as in a simulatio
 Prodigy recipe (no background thread, so the head is the last round's own best), and with the
 sweep run to its end between rounds (serve on a pool the sweep finishes between batches).
 
-Rewrites the "Bounded round" section of BENCHMARKS.md.
+Each part saves its results in ``bench_results/bounded/``; every run rewrites the "Bounded
+round" section of BENCHMARKS.md from what is saved (``--part report``: only that).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -43,6 +45,7 @@ from retrain_loop.store import AnnotationStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Bounded round"
+RESULTS = ROOT / "bench_results" / "bounded"
 SIZES = (100_000, 1_000_000)
 N_LABELS = 1_000
 MODELS = ("lightgbm", "logreg")
@@ -209,7 +212,9 @@ def learning_part(datasets: Sequence[str], models: Sequence[str], seeds: int, bu
 # -- report --------------------------------------------------------------------------------------
 
 
-def section(rounds: list[dict] | None, learning: list[dict] | None, args) -> str:
+def section(rounds_run: dict | None, learning_run: dict | None) -> str:
+    rounds = rounds_run and rounds_run["results"]
+    learning = learning_run and learning_run["results"]
     lines = [SECTION, "",
              ("A refit round in a pool larger than `round_sample + round_head` scores a fresh "
               f"uniform sample of `round_sample` open rows ({ROUND_SAMPLE:,} in `serve`) and the "
@@ -221,7 +226,8 @@ def section(rounds: list[dict] | None, learning: list[dict] | None, args) -> str
         lines += [
             ("**Round cost.** Gaussian clusters, 20 features, 5 labels, made in memory; 1,000 "
              "answered rows, the same at both sizes; `engine.refit()` in the foreground, median "
-             f"of {args.repeats} (every open row: {args.full_repeats}). The floor is "
+             f"of {rounds_run['repeats']} (every open row: {rounds_run['full_repeats']}). The "
+             "floor is "
              "`clone(model).fit` on the same answers plus `predict_proba` on the rows the round "
              "scored, in alternation with it."), "",
             "| model | pool rows | rows scored | bounded round (ms) | floor (ms) | round / floor "
@@ -240,25 +246,26 @@ def section(rounds: list[dict] | None, learning: list[dict] | None, args) -> str
         lines += [
             "",
             (f"**Label efficiency.** The learning suite's protocol (margin, batches of 10, 10 "
-             f"random initial labels, 30% held out, budget {args.budget}, seeds 0-{args.seeds - 1}"
-             f") on the datasets whose pool is larger than a forced bound of `round_sample` "
+             f"random initial labels, 30% held out, budget {learning_run['budget']}, seeds 0 to "
+             "N-1) on the datasets whose pool is larger than a forced bound of `round_sample` "
              f"{FORCED['round_sample']} and `round_head` {FORCED['round_head']}, against every "
              "row scored, seed by seed on the same splits. *bounded*: no background thread (a "
              "simulation, the Prodigy recipe), so the head is the last round's own best; "
              "*swept*: the sweep runs to its end between rounds, as `serve` does when it "
              "finishes between batches. AULC as in \"Learning curves\"; target: within 0.002."),
             "",
-            "| model | dataset | pool | AULC, every row | bounded | difference | swept | "
-            "difference |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "| model | dataset | pool | seeds (N) | AULC, every row | bounded | difference | "
+            "swept | difference |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in learning:
-            lines.append(f"| {r['model']} | {r['dataset']} | {r['pool']:,} | {r['full']:.4f} | "
+            lines.append(f"| {r['model']} | {r['dataset']} | {r['pool']:,} | {r['seeds']} | "
+                         f"{r['full']:.4f} | "
                          f"{r['bounded']:.4f} | {r['bounded_diff']:+.4f} | {r['swept']:.4f} | "
                          f"{r['swept_diff']:+.4f} |")
         for model in dict.fromkeys(r["model"] for r in learning):
             mine = [r for r in learning if r["model"] == model]
-            lines.append(f"| {model} | **mean** | | {np.mean([r['full'] for r in mine]):.4f} | "
+            lines.append(f"| {model} | **mean** | | | {np.mean([r['full'] for r in mine]):.4f} | "
                          f"{np.mean([r['bounded'] for r in mine]):.4f} | "
                          f"{np.mean([r['bounded_diff'] for r in mine]):+.4f} | "
                          f"{np.mean([r['swept'] for r in mine]):.4f} | "
@@ -268,27 +275,46 @@ def section(rounds: list[dict] | None, learning: list[dict] | None, args) -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("rounds", "learning", "all"), default="all")
+    parser.add_argument("--part", choices=("rounds", "learning", "report", "all"), default="all",
+                        help="report: write the section from the parts' saved results")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--full-repeats", type=int, default=3)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=200)
     parser.add_argument("--datasets", default=",".join(LEARNING_DATASETS))
     parser.add_argument("--models", default=",".join(LEARNING_MODELS))
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
-    rounds = learning = None
+    RESULTS.mkdir(parents=True, exist_ok=True)
     if args.part in ("rounds", "all"):
         rounds = rounds_part(args.repeats, args.full_repeats)
+        _save("rounds", {"repeats": args.repeats, "full_repeats": args.full_repeats,
+                         "results": rounds})
     if args.part in ("learning", "all"):
         learning = learning_part(args.datasets.split(","), args.models.split(","), args.seeds,
                                  args.budget)
-    if args.out is not None and rounds and learning:
-        write_section(args.out, SECTION, section(rounds, learning, args))
+        saved = _load("learning") or {"results": []}
+        # A run for some models replaces their rows and keeps the others'.
+        models = set(args.models.split(","))
+        kept = [r for r in saved["results"] if r["model"] not in models]
+        _save("learning", {"seeds": args.seeds, "budget": args.budget,
+                           "results": kept + learning})
+    text = section(_load("rounds"), _load("learning"))
+    if args.out is not None and str(args.out) != "-":
+        write_section(args.out, SECTION, text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
-        print(section(rounds, learning, args))
+        print(text)
     return 0
+
+
+def _save(part: str, data: dict) -> None:
+    (RESULTS / f"{part}.json").write_text(json.dumps(data, indent=1))
+
+
+def _load(part: str) -> dict | None:
+    path = RESULTS / f"{part}.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 if __name__ == "__main__":
