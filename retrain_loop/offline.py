@@ -281,8 +281,18 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *,
             return write_parquet(out, (_spread(row) for row in rows), on_row=on_row)
     # Before the file, so a clash leaves no file; rows that know their columns are not read twice.
     columns = _spread_columns(rows) if isinstance(rows, ScoredRows) else csv_columns(rows)
+    lines = rows.csv_lines(columns) if isinstance(rows, ScoredRows) else None
     with atomic_output(path, "w", error=OfflineError, newline="") as out:
-        return dump_csv(out, rows, columns, on_row=on_row)
+        if lines is None:
+            return dump_csv(out, rows, columns, on_row=on_row)
+        csv.writer(out).writerow(columns)
+        n = 0
+        for line in lines:  # a CSV pool's own text of each row: nothing parsed or reformatted
+            out.write(line)
+            n += 1
+            if on_row is not None:
+                on_row()
+        return n
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *,

@@ -95,13 +95,24 @@ class FileRecords(Sequence):
         return [self._parse(data[int(s) - base:int(e) - base], a + k)
                 for k, (s, e) in enumerate(zip(self.starts[a:b], self.ends[a:b]))]
 
+    def raw(self, rows: list[int]) -> list[str]:
+        """The rows' text as the file spells it, without line breaks."""
+        with self._lock:
+            self._check()
+            texts = [os.pread(self._fd, e - s, s).decode("utf-8")
+                     for s, e in zip(self.starts[rows].tolist(), self.ends[rows].tolist())]
+        return [t[1:] if t.startswith(_BOM) else t for t in texts]
+
     def _read(self, start: int, end: int) -> bytes:
         with self._lock:
-            if _identity(os.fstat(self._fd)) != self._stat:
-                from .pool import PoolError
-                raise PoolError(self.path, None, "the file changed after it was loaded; "
-                                "restart to load it again")
+            self._check()
             return os.pread(self._fd, end - start, start)
+
+    def _check(self) -> None:
+        if _identity(os.fstat(self._fd)) != self._stat:
+            from .pool import PoolError
+            raise PoolError(self.path, None, "the file changed after it was loaded; restart "
+                            "to load it again")
 
     def _parse(self, data: bytes, i: int) -> dict[str, Any]:
         text = data.decode("utf-8")

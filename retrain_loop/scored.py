@@ -54,6 +54,38 @@ class ScoredRows(Sequence):
             for k, task in enumerate(tasks, a):
                 yield self._row(dict(task), k)
 
+    def csv_lines(self, columns: list[str]) -> Iterator[str] | None:
+        """The rows as CSV lines with ``columns`` (``_spread`` order), each the file's own text
+        of the row and then the model's fields; None unless the pool is a CSV file whose
+        columns are all the rows' fields before ``_input_hash``. Cells keep the file's spelling
+        ("0.50" stays "0.50"), and nothing is parsed."""
+        tasks = self.pool.tasks
+        own = [c for c in columns if c in self.pool.columns]
+        if (getattr(tasks, "header", None) is None or tasks.header != self.pool.columns
+                or columns[:len(own)] != tasks.header or columns[len(own)] != "_input_hash"):
+            return None
+        import csv
+        import io
+
+        def quoted(text: str) -> str:  # as csv.writer would spell it
+            buffer = io.StringIO()
+            csv.writer(buffer).writerow([text])
+            return buffer.getvalue().rstrip("\r\n")
+
+        def lines() -> Iterator[str]:
+            labels = [quoted(label) for label in self.labels]
+            hashes = self.pool.input_hashes
+            for a in range(0, len(self), CHUNK):
+                index = self.indices[a:a + CHUNK]
+                proba = self.proba[a:a + CHUNK]
+                best = proba.argmax(axis=1).tolist()
+                score = self.score[a:a + CHUNK].tolist() if self.score is not None else None
+                for k, (text, h, p) in enumerate(zip(tasks.raw(index), hashes[index].tolist(),
+                                                     proba.tolist())):
+                    model = f"{score[k]!r},{labels[best[k]]}" if score else labels[best[k]]
+                    yield f"{text},{h},{model},{','.join(map(repr, p))}\r\n"
+        return lines()
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 

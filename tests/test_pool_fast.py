@@ -188,3 +188,36 @@ def test_lines_are_found_alike_whatever_the_read_size(tmp_path, monkeypatch, tex
         split.pop()  # the break after the last line
     assert whole.commas.tolist() == [line.count(b",") for line in split]
     assert whole.lone_cr == ("\r" in text.replace("\r\n", ""))
+
+
+@pytest.mark.parametrize("text", [
+    HEADER.replace("score", "weight") + "".join(_rows(40)),  # a "score" column is replaced
+    'id,name,x\na,"b, c",1\nb,"two\nlines",2.50\nc,plain,1e3\n',
+])
+def test_scored_rows_written_from_the_files_text_read_back_as_the_records_would(tmp_path, text):
+    import csv
+
+    from retrain_loop.offline import dump_csv, write_rows
+    from retrain_loop.records import csv_cell
+    from retrain_loop.scored import ScoredRows
+
+    pool = load_pool(_write(tmp_path, text))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(pool))
+    proba = rng.dirichlet(np.ones(3), len(pool))
+    rows = ScoredRows(pool, order, ["x,y", "b", 'say "c"'], proba, rng.random(len(pool)))
+    fast, slow = tmp_path / "fast.csv", tmp_path / "slow.csv"
+    write_rows(fast, rows)
+    columns = list(csv.DictReader(fast.open(newline="")).fieldnames)
+    assert rows.csv_lines(columns) is not None  # the rows' own text, not dump_csv
+    with slow.open("w", newline="") as out:
+        dump_csv(out, rows, columns)
+    def read(path):
+        return [{k: csv_cell(v) for k, v in row.items()}
+                for row in csv.DictReader(path.open(newline=""))]
+    assert read(fast) == read(slow)
+    assert len(read(fast)) == len(pool)
+    first = read(fast)[0]
+    assert first["_input_hash"] == int(pool.input_hashes[order[0]])
+    assert first["label"] == ["x,y", "b", 'say "c"'][int(proba[0].argmax())]
+    assert first["prob_x,y"] == pytest.approx(proba[0][0], rel=1e-15)
