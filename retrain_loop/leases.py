@@ -192,6 +192,12 @@ class LeaseQueue:
     def is_answered(self, index: int) -> bool:
         return bool(self._answered[index])
 
+    def answered_mask(self) -> np.ndarray:
+        """A bool per pool row: answered (a read-only view)."""
+        view = self._answered.view()
+        view.flags.writeable = False
+        return view
+
     def publish(self, ranking: Ranking, open_rows: np.ndarray | None = None) -> None:
         """Serve from ``ranking`` from now on. Rows handed back before it was made, and open then
         (``open_rows``, what the refit scored), are ranked in it: they wait no longer at the head

@@ -159,22 +159,12 @@ def ranked(engine: Engine, top: int | None = None) -> ScoredRows:
             "no model yet: scoring needs accepted answers for at least two labels"
             + (f" (last error: {engine.last_error})" if engine.last_error else "")
         )
-    limit = len(ranking) if top is None else top
-    indices, positions = [], []
-    for j in range(len(ranking)):
-        index = ranking.row(j)
-        if engine.queue.is_answered(index):
-            continue
-        indices.append(index)
-        positions.append(ranking.position(j))
-        if len(indices) >= limit:
-            break
-    scores = [ranking.at(p) for p in positions]
-    utility = np.array([u for u, _ in scores], dtype=np.float64)
-    proba = (np.stack([p for _, p in scores]) if scores
-             else np.zeros((0, len(engine.labels))))
-    return ScoredRows(engine.pool, np.array(indices, dtype=np.int64), engine.labels, proba,
-                      utility)
+    order = ranking.positions()
+    rows, utility, proba = ranking.arrays()
+    order = order[~engine.queue.answered_mask()[rows[order]]]
+    if top is not None:
+        order = order[:top]
+    return ScoredRows(engine.pool, rows[order], engine.labels, proba[order], utility[order])
 
 
 def train(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],

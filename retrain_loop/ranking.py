@@ -91,6 +91,18 @@ class Ranking:
         """The pool index of the ``j``-th row to serve."""
         return int(self._rows[self.position(j)])
 
+    def positions(self) -> np.ndarray:
+        """Every array position in serving order (the rest sorted first if need be)."""
+        if self._order is None:
+            return np.arange(len(self._rows))
+        if self._n_sorted < len(self._order):
+            self._sort_rest()
+        return self._order
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The pool indices, utilities and probabilities, aligned, in array order."""
+        return self._rows, self._utility, self._proba
+
     def scores(self, j: int) -> tuple[float, np.ndarray] | None:
         """Utility and probabilities of the ``j``-th row to serve; None before a model exists."""
         return self.at(self.position(j))
