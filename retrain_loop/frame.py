@@ -68,10 +68,8 @@ def pool_from_frame(frame: Any, features: Sequence[str] | None = None) -> Pool:
         raise PoolError(FRAME, None, f"features must be numbers: {e}") from None
     ids = [plain(label) for label in frame.index]
     _check_finite(FRAME, X, features, ids)
-    rows = frame.to_dict("records")
-    tasks = [{"id": row_id, **{k: plain(v) for k, v in row.items() if k != "_input_hash"}}
-             for row_id, row in zip(ids, rows)]
-    return _pool(FRAME, tasks, X, list(features))
+    shown = [c for c in columns if c != "_input_hash"]
+    return _pool(FRAME, FrameRecords(frame[shown], ids), X, list(features), ["id", *shown])
 
 
 def pool_from_array(X: Any, features: Sequence[str] | None = None) -> Pool:
@@ -85,8 +83,7 @@ def pool_from_array(X: Any, features: Sequence[str] | None = None) -> Pool:
         raise PoolError(ARRAY, None, f"{len(features)} feature names for {X.shape[1]} columns")
     X = X.astype(np.float64)
     _check_finite(ARRAY, X, features, list(range(len(X))))
-    tasks = [{"id": i, **dict(zip(features, map(float, row)))} for i, row in enumerate(X)]
-    return _pool(ARRAY, tasks, X, features)
+    return _pool(ARRAY, ArrayRecords(X, features), X, features, ["id", *features])
 
 
 def _check_finite(where: Path, X: np.ndarray, features: Sequence[str], ids: list) -> None:
@@ -97,10 +94,52 @@ def _check_finite(where: Path, X: np.ndarray, features: Sequence[str], ids: list
                         f"{X[i, j]!r}; every feature must be a finite float32")
 
 
-def _pool(where: Path, tasks: list[dict], X: np.ndarray, features: list[str]) -> Pool:
-    hashes = np.array([stable_hash({"id": str(t["id"])}) for t in tasks], dtype=np.int64)
-    for task, h in zip(tasks, hashes.tolist()):
-        task["_input_hash"] = h
-    if len(tasks) == 0:
+def _pool(where: Path, records: Any, X: np.ndarray, features: list[str],
+          columns: list[str]) -> Pool:
+    if len(records) == 0:
         raise PoolError(where, None, "no rows")
-    return Pool(where, tasks, np.ascontiguousarray(X, dtype=np.float32), features, "id", hashes)
+    hashes = np.array([stable_hash({"id": str(i)}) for i in records.ids], dtype=np.int64)
+    records.hashes = hashes
+    return Pool(where, records, np.ascontiguousarray(X, dtype=np.float32), features, "id", hashes,
+                columns)
+
+
+class _Records(Sequence):
+    """Rows of data in memory, each made a display record only when asked for."""
+
+    ids: list
+    hashes: np.ndarray
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return self.chunk(i % n, i % n + 1)[0]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self):
+        for a in range(0, len(self), 4096):
+            yield from self.chunk(a, min(a + 4096, len(self)))
+
+
+class FrameRecords(_Records):
+    def __init__(self, frame: Any, ids: list):
+        self.frame, self.ids = frame, ids
+
+    def chunk(self, a: int, b: int) -> list[dict[str, Any]]:
+        rows = self.frame.iloc[a:b].to_dict("records")
+        return [{"id": self.ids[k], **{c: plain(v) for c, v in row.items()},
+                 "_input_hash": int(self.hashes[k])} for k, row in enumerate(rows, a)]
+
+
+class ArrayRecords(_Records):
+    def __init__(self, X: np.ndarray, features: list[str]):
+        self.X, self.features, self.ids = X, features, range(len(X))
+
+    def chunk(self, a: int, b: int) -> list[dict[str, Any]]:
+        return [{"id": k, **dict(zip(self.features, row)), "_input_hash": int(self.hashes[k])}
+                for k, row in enumerate(self.X[a:b].tolist(), a)]
