@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -214,9 +212,9 @@ def measure_score(pool: Path, db: Path, work: Path) -> dict:
     score_s = time.perf_counter() - started
     rss_kb = int(run.stderr.strip().splitlines()[-1])
     bare_load = json.loads(subprocess.run(
-        [sys.executable, "-c", "import sys,time,json\nfrom retrain_loop.pool import load_pool\n"
+        [sys.executable, "-c", ("import sys,time,json\nfrom retrain_loop.pool import load_pool\n"
          "t=time.perf_counter(); load_pool(sys.argv[1]); "
-         "print(json.dumps({'s': time.perf_counter()-t}))", str(pool)],
+         "print(json.dumps({'s': time.perf_counter()-t}))"), str(pool)],
         check=True, capture_output=True, text=True).stdout)["s"]
     out.unlink(missing_ok=True)
     return {"score_s": score_s, "bare_s": bare["bare_s"], "score_rss_mb": rss_kb / 1024,
@@ -244,10 +242,10 @@ def report(results: dict[int, dict]) -> str:
     lines = [
         SECTION, "",
         machine(), "",
-        "Pools of `N` rows x 20 float features with an id column (CSV), 1,000 stored answers "
+        ("Pools of `N` rows x 20 float features with an id column (CSV), 1,000 stored answers "
         "on 5 labels, the default model (`auto`) and bound (`round_sample` 28,672 + "
         "`round_head` 4,096). `python scripts/bench_scale.py`; each measurement in a process "
-        "of its own; load times are medians of alternated runs.", "",
+        "of its own; load times are medians of alternated runs."), "",
         head, rule,
         row("file size", lambda r: f"{r['file_mb']:,.0f} MB"),
         row("`pandas.read_csv` (float32 features)", lambda r: f"{r['load']['pandas_s']:.2f} s"),
