@@ -240,10 +240,12 @@ class Engine:
             rejected = self.tally.rejected()
             try:
                 result = self.refitter.refit(labelled, open_rows, rejected, self.round + 1,
-                                             serving=self.model_, head=self.sweep.head())
+                                             serving=self.model_, head=self.sweep.head(),
+                                             also=rounds.rows)
                 if result is None:  # no model until two labels have answers
                     return self.queue.ranking
-                stop_predicted = rounds.predict(result.model, result.candidates, result.proba)
+                stop_predicted = rounds.predict(result.model, result.candidates, result.proba,
+                                                also=result.also)
             except Exception as e:  # noqa: BLE001 - a user's model may raise anything
                 self.last_error = f"{type(e).__name__}: {e}"
                 log.warning("refit on %d labels failed, keeping round %d: %s",

@@ -75,11 +75,19 @@ class RoundHistory:
         return np.array([index.get(labels[p], -1) if p >= 0 else -1 for p in predictions],
                         dtype=np.int64)
 
-    def predict(self, estimator: Any, candidates: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    @property
+    def rows(self) -> np.ndarray:
+        """The stop set's rows that are in the pool (pool indices), for a refit to predict."""
+        return self._rows[self._rows >= 0]
+
+    def predict(self, estimator: Any, candidates: np.ndarray, proba: np.ndarray,
+                also: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The model's label index for each stop-set row (-1 for rows not in the pool).
 
-        Rows the refit just scored (``candidates``, sorted, with ``proba``) cost nothing more;
-        the others (answered, or out with an annotator) are predicted here.
+        Rows the refit just scored (``candidates``, sorted, with ``proba``) cost nothing more,
+        nor do those it predicted beside them (``also``: the rows of ``self.rows`` that are not
+        candidates, in that order, with their probabilities); any others (answered, or out with
+        an annotator) are predicted here.
         """
         out = np.full(len(self._rows), -1, dtype=np.int64)
         present = self._rows >= 0
@@ -89,7 +97,11 @@ class RoundHistory:
         labels = np.empty(len(rows), dtype=np.int64)
         labels[scored] = proba[pos[scored]].argmax(axis=1)
         if (~scored).any():
-            rest = label_probabilities(estimator, self.pool.X[rows[~scored]], len(self.labels))
+            rest_rows = rows[~scored]
+            if also is not None and np.array_equal(also[0], rest_rows):
+                rest = also[1]
+            else:
+                rest = label_probabilities(estimator, self.pool.X[rest_rows], len(self.labels))
             labels[~scored] = rest.argmax(axis=1)
         out[present] = labels
         return out

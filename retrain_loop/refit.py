@@ -60,6 +60,8 @@ class Refit:
     # Whether each candidate is in the round's uniform sample of the open rows; None when the
     # round scored every open row.
     sampled: np.ndarray | None = None
+    # Rows of ``also`` that are not candidates, and their probabilities, from the same call.
+    also: tuple[np.ndarray, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     fed: set[tuple[int, str]] = field(default_factory=set)  # pairs partial_fit saw this round
 
@@ -120,9 +122,11 @@ class Refitter:
 
     def refit(self, labelled: list[tuple[int, str]], open_rows: np.ndarray,
               rejected: dict[int, set[int]], round: int, serving: Any = None,
-              head: np.ndarray | None = None) -> Refit | None:
+              head: np.ndarray | None = None, also: np.ndarray | None = None
+              ) -> Refit | None:
         """Fit on ``labelled``, score the ``open_rows`` (or a bounded set of them, with the pool
-        rows ``head`` among them where open) and rank them as round ``round``.
+        rows ``head`` among them where open) and rank them as round ``round``. The pool rows
+        ``also`` (the stop set) are predicted in the same call, not ranked: ``Refit.also``.
 
         None while fewer than two labels have answers: no model can tell them apart yet.
         ``serving`` is the model in use, which an incremental update starts from. Whatever the
@@ -139,11 +143,14 @@ class Refitter:
                 model, fed = clone(self.prototype).fit(X_train, y_train), set()
             fit_done = time.perf_counter()
             candidates, sampled = self.candidates(open_rows, head)
-            proba = exclude_labels(self.predict(model, candidates), candidates, rejected)
+            extra = _missing(also, candidates)
+            proba = self.predict(model, np.concatenate([candidates, extra]))
+            proba, extra_proba = proba[:len(candidates)], proba[len(candidates):]
+            proba = exclude_labels(proba, candidates, rejected)
         score_done = time.perf_counter()
         ranking, utility = self._rank(proba, candidates, X_train, y_train, round, sampled)
         return Refit(model, ranking, candidates, proba, utility, y_train, sampled, fed=fed,
-                     timings={
+                     also=(extra, extra_proba), timings={
             "fit_ms": (fit_done - started) * 1000, "score_ms": (score_done - fit_done) * 1000,
             "rank_ms": (time.perf_counter() - score_done) * 1000})
 
@@ -254,21 +261,25 @@ class Refitter:
             model.partial_fit(X_new, y_new, classes=classes)
         return model, set(new)
 
-    def predict(self, model: Any, candidates: np.ndarray) -> np.ndarray:
-        """Probabilities for the rows ``candidates`` (sorted, distinct pool indices).
+    def predict(self, model: Any, rows: np.ndarray) -> np.ndarray:
+        """Probabilities for the pool rows ``rows`` (distinct pool indices).
 
-        A large pool goes to ``predict_proba`` in slices: no copy of the whole open part of X
+        A large pool goes to ``predict_proba`` in slices of about ``PREDICT_SLICE`` rows (up to
+        half as many again where that spares a call): no copy of the whole open part of X
         (80 MB at 1M x 20), and every intermediate stays in cache. Rows are scored one by one
         either way, so the probabilities are the same, bit for bit.
         """
         X, n_labels = self.pool.X, len(self.labels)
-        every_row = len(candidates) == len(X)  # nothing answered or out: X itself, not a copy
-        if len(candidates) <= PREDICT_SLICE:
-            return label_probabilities(model, X if every_row else X[candidates], n_labels)
-        proba = np.empty((len(candidates), n_labels), dtype=np.float64)
-        for start in range(0, len(candidates), PREDICT_SLICE):
-            stop = start + PREDICT_SLICE
-            part = X[start:stop] if every_row else X[candidates[start:stop]]
+        # Nothing answered or out: X itself, not a copy.
+        every_row = len(rows) == len(X) and bool((rows[1:] > rows[:-1]).all())
+        n_parts = max(1, round(len(rows) / PREDICT_SLICE))
+        if n_parts == 1:
+            return label_probabilities(model, X if every_row else X[rows], n_labels)
+        size = -(-len(rows) // n_parts)
+        proba = np.empty((len(rows), n_labels), dtype=np.float64)
+        for start in range(0, len(rows), size):
+            stop = start + size
+            part = X[start:stop] if every_row else X[rows[start:stop]]
             proba[start:stop] = label_probabilities(model, part, n_labels)
         return proba
 
@@ -302,3 +313,13 @@ def _distinct(rows: np.ndarray, kind: str | None = None) -> np.ndarray:
     if len(rows) > 1:
         rows = rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
     return rows
+
+
+def _missing(rows: np.ndarray | None, candidates: np.ndarray) -> np.ndarray:
+    """The pool rows ``rows`` that are not among ``candidates`` (sorted), in their order."""
+    if rows is None or not len(rows):
+        return np.empty(0, dtype=np.int64)
+    if not len(candidates):
+        return np.asarray(rows, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(candidates, rows), len(candidates) - 1)
+    return np.asarray(rows, dtype=np.int64)[candidates[pos] != rows]

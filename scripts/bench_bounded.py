@@ -199,20 +199,25 @@ def learning_part(datasets: Sequence[str], models: Sequence[str], seeds: int, bu
                 aulc[variant] = _aulc(curves, full)
             pool = len(y) - int(np.ceil(len(y) * 0.3))
             r = {"dataset": dataset, "model": model, "pool": pool, "seeds": seeds,
-                 **{v: float(np.mean(list(a.values()))) for v, a in aulc.items()},
-                 **{f"{v}_diff": float(np.mean([aulc[v][s] - aulc["full"][s] for s in full]))
-                    for v in ("bounded", "swept")}}
+                 "aulc": {v: [a[s] for s in sorted(full)] for v, a in aulc.items()},
+                 **{v: float(np.mean(list(a.values()))) for v, a in aulc.items()}}
+            for v in ("bounded", "swept"):
+                diffs = [aulc[v][s] - aulc["full"][s] for s in full]
+                r[f"{v}_diff"] = float(np.mean(diffs))
+                r[f"{v}_se"] = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if seeds > 1 else 0.0
             results.append(r)
             print(f"{model:7s} {dataset:16s} pool {pool:5d}  full {r['full']:.4f}  bounded "
-                  f"{r['bounded']:.4f} ({r['bounded_diff']:+.4f})  swept {r['swept']:.4f} "
-                  f"({r['swept_diff']:+.4f})", file=sys.stderr)
+                  f"{r['bounded']:.4f} ({r['bounded_diff']:+.4f} ± {r['bounded_se']:.4f})  "
+                  f"swept {r['swept']:.4f} ({r['swept_diff']:+.4f} ± {r['swept_se']:.4f})",
+                  file=sys.stderr)
     return results
 
 
 # -- report --------------------------------------------------------------------------------------
 
 
-def section(rounds_run: dict | None, learning_run: dict | None) -> str:
+def section(rounds_run: dict | None, learning_run: dict | None,
+            threads_run: dict | None = None) -> str:
     rounds = rounds_run and rounds_run["results"]
     learning = learning_run and learning_run["results"]
     lines = [SECTION, "",
@@ -242,6 +247,20 @@ def section(rounds_run: dict | None, learning_run: dict | None) -> str:
         ratios = [f"{m} {by[(m, SIZES[1])]['bounded_ms'] / by[(m, SIZES[0])]['bounded_ms']:.2f}x"
                   for m in MODELS if (m, SIZES[0]) in by and (m, SIZES[1]) in by]
         lines += ["", f"1M round against the 100k round (target at most 1.5x): {', '.join(ratios)}."]
+    if threads_run:
+        lines += [
+            "",
+            ("**Prediction on the second core.** `predict_proba` over the rows in slices of "
+             "32,768, as a round and the sweep score them, on one thread and on two (LightGBM's "
+             "`n_jobs`; BLAS through threadpoolctl for logreg), alternating, median of "
+             f"{threads_run['repeats']}; `python scripts/bench_refit.py --threads`. 36,864 rows "
+             "is about what a bounded round scores."),
+            "",
+            "| model | rows | 1 thread (ms) | 2 threads (ms) | speed-up |",
+            "|---|---:|---:|---:|---:|",
+            *(f"| {r['model']} | {r['rows']:,} | {r['one_ms']:.0f} | {r['two_ms']:.0f} | "
+              f"{r['speedup']:.2f}x |" for r in threads_run["results"]),
+        ]
     if learning:
         lines += [
             "",
@@ -252,7 +271,9 @@ def section(rounds_run: dict | None, learning_run: dict | None) -> str:
              "row scored, seed by seed on the same splits. *bounded*: no background thread (a "
              "simulation, the Prodigy recipe), so the head is the last round's own best; "
              "*swept*: the sweep runs to its end between rounds, as `serve` does when it "
-             "finishes between batches. AULC as in \"Learning curves\"; target: within 0.002."),
+             "finishes between batches. AULC as in \"Learning curves\"; a difference is the "
+             "mean over seeds of the bounded run's AULC less the full rescore's on the same "
+             "split, ± its standard error. Target: within 0.002."),
             "",
             "| model | dataset | pool | seeds (N) | AULC, every row | bounded | difference | "
             "swept | difference |",
@@ -260,16 +281,21 @@ def section(rounds_run: dict | None, learning_run: dict | None) -> str:
         ]
         for r in learning:
             lines.append(f"| {r['model']} | {r['dataset']} | {r['pool']:,} | {r['seeds']} | "
-                         f"{r['full']:.4f} | "
-                         f"{r['bounded']:.4f} | {r['bounded_diff']:+.4f} | {r['swept']:.4f} | "
-                         f"{r['swept_diff']:+.4f} |")
+                         f"{r['full']:.4f} | {r['bounded']:.4f} | "
+                         f"{r['bounded_diff']:+.4f} ± {r['bounded_se']:.4f} | {r['swept']:.4f} | "
+                         f"{r['swept_diff']:+.4f} ± {r['swept_se']:.4f} |")
         for model in dict.fromkeys(r["model"] for r in learning):
             mine = [r for r in learning if r["model"] == model]
-            lines.append(f"| {model} | **mean** | | | {np.mean([r['full'] for r in mine]):.4f} | "
-                         f"{np.mean([r['bounded'] for r in mine]):.4f} | "
-                         f"{np.mean([r['bounded_diff'] for r in mine]):+.4f} | "
-                         f"{np.mean([r['swept'] for r in mine]):.4f} | "
-                         f"{np.mean([r['swept_diff'] for r in mine]):+.4f} |")
+
+            def mean(key: str, rows: list[dict] = mine) -> float:
+                return float(np.mean([r[key] for r in rows]))
+
+            def se(v: str, rows: list[dict] = mine) -> float:  # of the mean over datasets
+                return float(np.sqrt(sum(r[f"{v}_se"] ** 2 for r in rows)) / len(rows))
+
+            lines.append(f"| {model} | **mean** | | | {mean('full'):.4f} | {mean('bounded'):.4f} | "
+                         f"{mean('bounded_diff'):+.4f} ± {se('bounded'):.4f} | "
+                         f"{mean('swept'):.4f} | {mean('swept_diff'):+.4f} ± {se('swept'):.4f} |")
     return "\n".join(lines)
 
 
@@ -299,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         kept = [r for r in saved["results"] if r["model"] not in models]
         _save("learning", {"seeds": args.seeds, "budget": args.budget,
                            "results": kept + learning})
-    text = section(_load("rounds"), _load("learning"))
+    text = section(_load("rounds"), _load("learning"), _load("threads"))
     if args.out is not None and str(args.out) != "-":
         write_section(args.out, SECTION, text)
         print(f"wrote {args.out}", file=sys.stderr)

@@ -176,11 +176,21 @@ THREAD_SIZES = (36_864, 100_000, 1_000_000)
 
 
 def main_threads(repeats: int) -> int:
+    """Prints, and saves for the "Bounded round" section (scripts/bench_bounded.py)."""
+    import json
+
+    results = []
     for model in ("lightgbm", "logreg"):
         for n_rows in THREAD_SIZES:
             r = predict_threads(model, n_rows, repeats)
+            results.append(r)
             print(f"{model:9s} rows={n_rows:>9,}  1 thread {r['one_ms']:8.0f} ms  2 threads "
                   f"{r['two_ms']:8.0f} ms  speed-up {r['speedup']:.2f}x", file=sys.stderr)
+    out = ROOT / "bench_results" / "bounded" / "threads.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"repeats": repeats, "results": results}, indent=1))
+    print(f"wrote {out}; python scripts/bench_bounded.py --part report puts it in BENCHMARKS.md",
+          file=sys.stderr)
     return 0
 
 

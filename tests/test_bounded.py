@@ -258,3 +258,22 @@ def test_a_sweep_goes_on_from_where_the_last_one_stopped(bounded):
     open_rows = np.flatnonzero(~np.isin(np.arange(N_ROWS), candidates)
                                & engine.queue.unanswered())
     assert np.array_equal(np.sort(rows), open_rows)  # every open row the round did not score
+
+
+@pytest.mark.parametrize("n_rows, bound", [(1_500, {}), (N_ROWS, BOUND)])
+def test_the_stop_set_is_predicted_in_the_rounds_own_call_to_the_same_labels(bounded, n_rows,
+                                                                            bound):
+    # 1,500 rows: the stop set is the whole pool, and its 10 answered rows with the 1,490
+    # candidates are as many rows as the pool, though not the pool in order.
+    engine, y = bounded(n_rows, **bound)
+    answer(engine, y)
+    refitter, rounds = engine.refitter, engine.rounds
+    result = refitter.refit(engine.store.labelled("blobs"), engine.queue.open_rows(),
+                            engine.tally.rejected(), engine.round + 1, also=rounds.rows)
+    extra, extra_proba = result.also
+    assert len(extra) >= 10 and not np.isin(extra, result.candidates).any()
+    expected = label_probabilities(result.model, engine.pool.X[extra], len(LABELS))
+    assert np.array_equal(extra_proba, expected)
+    separate = rounds.predict(result.model, result.candidates, result.proba)
+    assert np.array_equal(rounds.predict(result.model, result.candidates, result.proba,
+                                         also=result.also), separate)
