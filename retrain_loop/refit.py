@@ -289,10 +289,11 @@ def uniform_sample(mask: np.ndarray, n_true: int, k: int, rng: np.random.Generat
     """``k`` distinct positions where ``mask`` (a bool per pool row, ``n_true`` of them True)
     holds, sorted, each set of ``k`` as likely as any other; ``k <= n_true``.
 
-    Uniform positions of the whole pool are drawn and those where ``mask`` holds kept, until
-    there are ``k`` distinct ones: no pass over the pool (``np.flatnonzero`` and
-    ``rng.choice(n, k, replace=False)`` each cost milliseconds at a million rows). Distinct draws
-    are exchangeable, and an excess is thinned uniformly, so every ``k``-set is equally likely.
+    Uniform positions of the whole pool are drawn, already sorted (``sorted_uniform``), and
+    those where ``mask`` holds kept, until there are ``k`` distinct ones: no pass over the pool
+    (``np.flatnonzero`` and ``rng.choice(n, k, replace=False)`` each cost milliseconds at a
+    million rows) and no sort. Distinct draws are exchangeable, and an excess is thinned
+    uniformly, so every ``k``-set is equally likely.
     """
     n = len(mask)
     got = np.empty(0, dtype=np.int64)
@@ -300,16 +301,31 @@ def uniform_sample(mask: np.ndarray, n_true: int, k: int, rng: np.random.Generat
         need = k - len(got)
         # Enough that one draw usually does: for the rows masked out, and for repeats.
         size = int(need * n / n_true * (1 + k / n_true) * 1.05) + 64
-        drawn = rng.integers(0, n, size=size)
-        got = _distinct(np.concatenate([got, drawn[mask[drawn]]]))
+        drawn = sorted_uniform(n, size, rng)
+        drawn = drawn[mask[drawn]]
+        if len(got):
+            drawn = np.concatenate([got, drawn])
+        got = _distinct(drawn, kind="stable" if len(got) else "presorted")
     if len(got) > k:  # drop the excess, uniformly: what stays is still sorted
         got = np.delete(got, rng.choice(len(got), len(got) - k, replace=False))
     return got
 
 
+def sorted_uniform(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` independent uniform integers in ``range(n)``, in ascending order, without a sort:
+    the partial sums of exponential gaps, scaled, are sorted uniforms (Devroye, Non-Uniform
+    Random Variate Generation, 1986, V.2)."""
+    gaps = rng.standard_exponential(size + 1)
+    sums = np.cumsum(gaps)
+    positions = (sums[:-1] * (n / sums[-1])).astype(np.int64)
+    return np.minimum(positions, n - 1)  # rounding can reach n
+
+
 def _distinct(rows: np.ndarray, kind: str | None = None) -> np.ndarray:
-    """The distinct values of ``rows``, sorted (np.unique, without its hash table)."""
-    rows = np.sort(rows, kind=kind)
+    """The distinct values of ``rows``, sorted (np.unique, without its hash table); ``kind``
+    ``"presorted"``: ``rows`` are sorted already."""
+    if kind != "presorted":
+        rows = np.sort(rows, kind=kind)
     if len(rows) > 1:
         rows = rows[np.concatenate([[True], rows[1:] != rows[:-1]])]
     return rows

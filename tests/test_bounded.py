@@ -277,3 +277,25 @@ def test_the_stop_set_is_predicted_in_the_rounds_own_call_to_the_same_labels(bou
     separate = rounds.predict(result.model, result.candidates, result.proba)
     assert np.array_equal(rounds.predict(result.model, result.candidates, result.proba,
                                          also=result.also), separate)
+
+
+def test_the_sample_is_uniform_over_the_open_rows():
+    from itertools import combinations
+
+    from retrain_loop.refit import uniform_sample
+
+    rng = np.random.default_rng(0)
+    mask = np.ones(7, dtype=bool)
+    mask[[2, 5]] = False  # five open rows
+    counts = dict.fromkeys(combinations([0, 1, 3, 4, 6], 2), 0)
+    for _ in range(20_000):
+        sample = uniform_sample(mask, 5, 2, rng)
+        assert sample[0] < sample[1]
+        counts[tuple(sample.tolist())] += 1
+    assert all(1_800 < c < 2_200 for c in counts.values()), counts  # 2,000 each
+    big = np.ones(1_000_000, dtype=bool)
+    big[::3] = False
+    sample = uniform_sample(big, int(big.sum()), 28_672, rng)
+    assert len(sample) == 28_672 and big[sample].all() and (np.diff(sample) > 0).all()
+    # Spread over the pool as a uniform draw is: about a tenth in each tenth.
+    assert (np.abs(np.bincount(sample // 100_000) - 2_867) < 250).all()
