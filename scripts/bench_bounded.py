@@ -296,13 +296,13 @@ def section(rounds_run: dict | None, learning_run: dict | None,
             "swept | difference |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for r in learning:
-            lines.append(f"| {r['model']} | {r['dataset']} | {r['pool']:,} | {r['seeds']} | "
-                         f"{r['full']:.4f} | {r['bounded']:.4f} | "
-                         f"{r['bounded_diff']:+.4f} ± {r['bounded_se']:.4f} | {r['swept']:.4f} | "
-                         f"{r['swept_diff']:+.4f} ± {r['swept_se']:.4f} |")
         for model in dict.fromkeys(r["model"] for r in learning):
             mine = [r for r in learning if r["model"] == model]
+            for r in mine:
+                lines.append(f"| {r['model']} | {r['dataset']} | {r['pool']:,} | {r['seeds']} | "
+                             f"{r['full']:.4f} | {r['bounded']:.4f} | "
+                             f"{r['bounded_diff']:+.4f} ± {r['bounded_se']:.4f} | "
+                             f"{r['swept']:.4f} | {r['swept_diff']:+.4f} ± {r['swept_se']:.4f} |")
 
             def mean(key: str, rows: list[dict] = mine) -> float:
                 return float(np.mean([r[key] for r in rows]))
@@ -313,6 +313,11 @@ def section(rounds_run: dict | None, learning_run: dict | None,
             lines.append(f"| {model} | **mean** | | | {mean('full'):.4f} | {mean('bounded'):.4f} | "
                          f"{mean('bounded_diff'):+.4f} ± {se('bounded'):.4f} | "
                          f"{mean('swept'):.4f} | {mean('swept_diff'):+.4f} ± {se('swept'):.4f} |")
+        clear = [f"{r['model']} on {r['dataset']} {v} ({r[f'{v}_diff']:+.4f})"
+                 for r in learning for v in ("bounded", "swept")
+                 if abs(r[f"{v}_diff"]) > 2 * r[f"{v}_se"]]
+        lines += ["", "Differences more than twice their standard error: "
+                  + (", ".join(clear) if clear else "none") + "."]
     return "\n".join(lines)
 
 
