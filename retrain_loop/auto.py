@@ -40,17 +40,19 @@ class AutoClassifier(ClassifierMixin, BaseEstimator):
     MEMBERS = ("logreg", "forest", "extra-trees")
 
     def __init__(self, n_estimators: int = 100, weights: tuple[float, ...] = (2.0, 1.0, 1.0),
-                 random_state: int = 0):
+                 random_state: int = 0, n_jobs: int = 1):
         self.n_estimators = n_estimators
         self.weights = weights
         self.random_state = random_state
+        self.n_jobs = n_jobs  # the forests' threads
 
     def _members(self) -> list[BaseEstimator]:
         seed = self.random_state
         return [
             logreg_model(seed),
-            forest_model(seed).set_params(n_estimators=self.n_estimators),
-            ExtraTreesClassifier(n_estimators=self.n_estimators, n_jobs=1, random_state=seed),
+            forest_model(seed).set_params(n_estimators=self.n_estimators, n_jobs=self.n_jobs),
+            ExtraTreesClassifier(n_estimators=self.n_estimators, n_jobs=self.n_jobs,
+                                 random_state=seed),
         ]
 
     def fit(self, X: Any, y: Any) -> AutoClassifier:

@@ -38,7 +38,7 @@ from .audit import AuditDraw
 from .hashing import task_hash
 from .history import RoundHistory
 from .leases import Lease, LeaseQueue
-from .models import ModelError, describe, make_model
+from .models import ModelError, describe, make_model, with_threads
 from .pool import Pool
 from .ranking import Ranking
 from .refit import Refitter
@@ -71,6 +71,8 @@ class Engine:
         self.model_spec = settings.model_name
         model = settings.model
         self.prototype = make_model(model, seed=settings.seed) if isinstance(model, str) else model
+        if isinstance(model, str) and settings.threads > 1:  # named models run one thread
+            self.prototype = with_threads(self.prototype, settings.threads)
         if settings.update == "incremental" and not callable(
                 getattr(self.prototype, "partial_fit", None)):
             raise ModelError(

@@ -134,6 +134,14 @@ MODELS: dict[str, Callable[..., BaseEstimator]] = {
 DEFAULT_MODEL = "auto"
 
 
+def with_threads(estimator: BaseEstimator, threads: int) -> BaseEstimator:
+    """``estimator`` with every ``n_jobs`` among its parameters (LightGBM, the forests, auto's
+    forests) set to ``threads``: threadpoolctl alone does not reach them."""
+    names = [name for name in estimator.get_params(deep=True)
+             if name == "n_jobs" or name.endswith("__n_jobs")]
+    return estimator.set_params(**dict.fromkeys(names, threads)) if names else estimator
+
+
 def make_model(spec: str = DEFAULT_MODEL, seed: int = 0) -> BaseEstimator:
     """Build the prototype estimator for a spec and check that it can serve the loop.
 

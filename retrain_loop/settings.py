@@ -70,7 +70,8 @@ class EngineSettings:
     cold_start_size: int | None = _setting(
         None, "Rows chosen to cover the feature space before a model exists "
         "(default: five batches, at least 50).")
-    threads: int = _setting(1, "Threads a fit may use.")
+    threads: int = _setting(1, "Threads a fit and a prediction may use (BLAS, OpenMP, and the "
+                            "n_jobs of the named models).")
     round_sample: int | None = _setting(
         None, "In a pool with more open rows, a refit scores a fresh random sample of this many "
         "and the best rows found so far, and the rest are rescored in the background between "

@@ -133,3 +133,25 @@ def test_clone_of_fitted_model_is_unfitted(name):
     with pytest.raises(NotFittedError):
         check_is_fitted(copy)
     assert copy.get_params().keys() == model.get_params().keys()
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "forest", "auto"])
+def test_threads_reach_the_named_models_own_n_jobs(name, tmp_path):
+    from retrain_loop.engine import Engine
+    from retrain_loop.models import make_model
+    from retrain_loop.settings import EngineSettings
+    from retrain_loop.store import AnnotationStore
+    from retrain_loop.frame import pool_from_array
+
+    pool = pool_from_array(np.random.default_rng(0).random((40, 3)))
+    store = AnnotationStore(tmp_path / "t.db")
+    for threads, expected in ((1, 1), (2, 2)):
+        engine = Engine(pool, store, "d", ["a", "b"],
+                        EngineSettings(model=name, threads=threads))
+        params = engine.prototype.get_params(deep=True)
+        jobs = {v for k, v in params.items() if k == "n_jobs" or k.endswith("__n_jobs")}
+        assert jobs == {expected}
+    if name == "auto":  # auto's forests are made in fit: they take the threads too
+        engine.prototype.fit(pool.X[:20], np.arange(20) % 2)
+        assert {e.get_params().get("n_jobs") for e in engine.prototype.estimators_[1:]} == {2}
+    assert make_model(name).get_params().get("n_jobs", 1) == 1
