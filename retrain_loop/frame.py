@@ -18,6 +18,7 @@ import numpy as np
 
 from .hashing import stable_hash
 from .pool import Pool, PoolError
+from .records import Records
 
 FRAME = Path("<DataFrame>")
 ARRAY = Path("<array>")
@@ -104,26 +105,14 @@ def _pool(where: Path, records: Any, X: np.ndarray, features: list[str],
                 columns)
 
 
-class _Records(Sequence):
+class _Records(Records):
     """Rows of data in memory, each made a display record only when asked for."""
 
-    ids: list
+    ids: Sequence
     hashes: np.ndarray
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(i)
-        return self.chunk(i % n, i % n + 1)[0]
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def __iter__(self):
-        for a in range(0, len(self), 4096):
-            yield from self.chunk(a, min(a + 4096, len(self)))
 
 
 class FrameRecords(_Records):

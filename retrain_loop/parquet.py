@@ -8,18 +8,17 @@ Parquet has no lines, so a bad value is named by its row (1 for the first).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .frame import plain
+from .frame import _FLOAT32_MAX, plain
 from .hashing import stable_hash
 from .pool import Pool, PoolError
-from .records import RESERVED
+from .records import RESERVED, Records
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 NEEDS = "reading and writing Parquet needs pyarrow: pip install 'retrain-loop[parquet]'"
 WRITE_CHUNK = 65_536
 
@@ -33,7 +32,7 @@ def _pyarrow():
     return pa, pq
 
 
-class ArrowRecords(Sequence):
+class ArrowRecords(Records):
     """The display records of an Arrow table's rows, built from the table when asked for."""
 
     def __init__(self, table: Any, hashes: np.ndarray):
@@ -41,19 +40,6 @@ class ArrowRecords(Sequence):
 
     def __len__(self) -> int:
         return self.table.num_rows
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(i)
-        i %= n
-        return self.chunk(i, i + 1)[0]
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for a in range(0, len(self), 4096):
-            yield from self.chunk(a, min(a + 4096, len(self)))
 
     def chunk(self, a: int, b: int) -> list[dict[str, Any]]:
         rows = self.table.slice(a, b - a).to_pylist()

@@ -50,7 +50,27 @@ def display(cells: dict[str, Any], is_csv: bool) -> dict[str, Any]:
     return {k: v for k, v in cells.items() if k not in RESERVED}
 
 
-class FileRecords(Sequence):
+class Records(Sequence):
+    """Display records built a chunk at a time: a subclass gives ``__len__`` and
+    ``chunk(a, b)`` (rows ``a`` to ``b``, exclusive); indexing and iteration come from those."""
+
+    def chunk(self, a: int, b: int) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        return self.chunk(i % n, i % n + 1)[0]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for a in range(0, len(self), CHUNK_ROWS):
+            yield from self.chunk(a, min(a + CHUNK_ROWS, len(self)))
+
+
+class FileRecords(Records):
     """The display records of a pool file's rows, read back from their byte spans on demand.
 
     ``starts[i]:ends[i]`` are the bytes of row ``i``; ``header`` is a CSV file's column names
@@ -72,19 +92,6 @@ class FileRecords(Sequence):
 
     def __len__(self) -> int:
         return len(self.starts)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(i)
-        i %= n
-        return self._parse(self._read(int(self.starts[i]), int(self.ends[i])), i)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for a in range(0, len(self), CHUNK_ROWS):
-            yield from self.chunk(a, min(a + CHUNK_ROWS, len(self)))
 
     def chunk(self, a: int, b: int) -> list[dict[str, Any]]:
         """Rows ``a`` to ``b`` (exclusive), read with one system call."""

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from .pool import Pool
-
-CHUNK = 4096
+from .records import CHUNK_ROWS as CHUNK
 
 
 class ScoredRows(Sequence):
