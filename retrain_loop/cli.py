@@ -29,15 +29,24 @@ from .options import (
     setting_options,
 )
 from .persist import ModelFileError
+from .pgstore import is_url
 from .pool import PoolError, load_pool
 from .server.listen import ListenError, listen, url_host
 from .settings import EngineError, EngineSettings
 from .simulate import SimulationError
 from .stopping import StopRule, StopRuleError
-from .store import AnnotationStore, StoreError
+from .store import AnnotationStore, StoreError, describe_target, open_store
 from .strategies import STRATEGIES, StrategyError
 
 DEFAULT_DB = "retrain_loop.db"
+
+
+def db_option(fn):
+    """``--db``: a SQLite file, or a team's PostgreSQL database by URL."""
+    return click.option(
+        "--db", "db_path", default=DEFAULT_DB, show_default=True, metavar="FILE|URL",
+        help="SQLite file for answers, or postgresql://user@host/db for a team's database "
+        "(several servers on one dataset; needs retrain-loop[postgres]).")(fn)
 _USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
                 OfflineError, ModelFileError, AuditError, StopRuleError, SimulationError,
                 KeysError, ListenError)
@@ -60,6 +69,9 @@ def user_errors():
 @contextmanager
 def _new_file_removed_on_error(path: str | Path):
     """Bad settings must leave no empty database behind."""
+    if is_url(path):  # a server's database is the team's, never ours to remove
+        yield
+        return
     path = Path(path)
     existed = path.exists()
     try:
@@ -69,6 +81,19 @@ def _new_file_removed_on_error(path: str | Path):
             for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
                 leftover.unlink(missing_ok=True)
         raise
+
+
+def _check_existing(db_path: str) -> None:
+    """A SQLite file must exist, and be a retrain-loop database, before opening it adds tables
+    to any file; a database URL is checked by connecting."""
+    from .offline import check_database
+
+    if is_url(db_path):
+        return
+    if not Path(db_path).exists():
+        raise CliError(f"database not found: {db_path}")
+    with user_errors():
+        check_database(Path(db_path))
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -90,7 +115,7 @@ def main() -> None:
 @click.option("--label", "labels", required=True, help="Comma-separated labels, e.g. red,green,blue.")
 @click.option("--features", help="Comma-separated feature columns (default: all numeric columns).")
 @click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
-@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, help="SQLite file for answers.")
+@db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--view", type=click.Choice(["colour", "record", "image"]), default="record",
@@ -127,7 +152,7 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
     try:
         with user_errors():
             with _new_file_removed_on_error(db_path):
-                store = AnnotationStore(db_path)
+                store = open_store(db_path)
                 try:
                     engine = Engine(pool, store, dataset, _split(labels) or [],
                                     EngineSettings(**settings)).start()
@@ -144,7 +169,7 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
         raise
     stats = engine.stats()
     click.echo(
-        f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {db_path}"
+        f"retrain-loop: {dataset}: {len(pool)} rows, {stats['n_annotations']} answers in {describe_target(db_path)}"
         + (", refitting on them in the background" if stats["n_annotations"] else "")
     )
     if engine.n_unmatched:
@@ -173,24 +198,21 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
 
 @main.command()
 @click.argument("dataset")
-@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
+@db_option
 @jsonl_out_option
 def export(dataset, db_path, out_path):
     """Write every answer of DATASET as JSONL, in Prodigy's db-out format.
 
     Example: retrain-loop export colours --db colours.db --out colours.jsonl
     """
-    from .offline import check_database
     from .persist import atomic_output
 
-    if not Path(db_path).exists():
-        raise CliError(f"database not found: {db_path}")
-    with user_errors():
-        check_database(Path(db_path))  # before opening it, which would add tables to any file
-    with user_errors(), closing(AnnotationStore(db_path)) as store:
+    _check_existing(db_path)
+    with user_errors(), closing(open_store(db_path)) as store:
         if dataset not in store.datasets():
             known = ", ".join(store.datasets()) or "none"
-            raise CliError(f"no dataset {dataset!r} in {db_path} (datasets: {known})")
+            raise CliError(f"no dataset {dataset!r} in {describe_target(db_path)} "
+                           f"(datasets: {known})")
         if out_path in (None, STDOUT):
             store.export_jsonl(dataset, sys.stdout)
             return
@@ -201,7 +223,7 @@ def export(dataset, db_path, out_path):
 
 @main.command()
 @click.argument("dataset")
-@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
+@db_option
 @click.option("--history", "history_path", type=click.Path(exists=True, dir_okay=False),
               help="SQLite file of the round history, where it is kept apart from the answers "
               "(the Prodigy recipe's DATASET.history.db; default: the --db file).")
@@ -215,17 +237,14 @@ def status(dataset, db_path, history_path, as_json, audit_window, stop_threshold
     import json
 
     from .history import status as read_status
-    from .offline import check_database
     from .report import status_text
 
-    if not Path(db_path).exists():
-        raise CliError(f"database not found: {db_path}")
-    with user_errors():
-        check_database(Path(db_path))
-    with user_errors(), closing(AnnotationStore(db_path)) as store:
+    _check_existing(db_path)
+    with user_errors(), closing(open_store(db_path)) as store:
         if dataset not in store.datasets():
             known = ", ".join(store.datasets()) or "none"
-            raise CliError(f"no dataset {dataset!r} in {db_path} (datasets: {known})")
+            raise CliError(f"no dataset {dataset!r} in {describe_target(db_path)} "
+                           f"(datasets: {known})")
         with closing(AnnotationStore(history_path or None)) as state:
             report = read_status(store, dataset, state=state if history_path else None,
                                  rule=StopRule(stop_threshold, stop_window), window=audit_window)
@@ -339,7 +358,7 @@ def predict(model_path, pool_path, out_path, features, id_column, trust):
 @main.command("db-in")
 @click.argument("dataset")
 @click.argument("in_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
-@click.option("--db", "db_path", default=DEFAULT_DB, show_default=True, type=click.Path(dir_okay=False))
+@db_option
 @click.option("--pool", "pool_path", type=click.Path(exists=True, dir_okay=False),
               help="Match each answer to a row of this pool, by hash, id or content, and say how "
               "many match.")
@@ -362,10 +381,10 @@ def db_in(dataset, in_path, db_path, pool_path, id_column, features, labels):
         pool = (load_pool(pool_path, features=_split(features), id_column=id_column)
                 if pool_path else None)
     with (user_errors(), _new_file_removed_on_error(db_path),
-          closing(AnnotationStore(db_path)) as store):
+          closing(open_store(db_path)) as store):
         new, report = import_report(store, dataset, in_path, pool=pool, labels=_split(labels))
         total = store.count(dataset)
-    click.echo(f"Imported {new} new answers into {dataset} in {db_path} ({total} in total)")
+    click.echo(f"Imported {new} new answers into {dataset} in {describe_target(db_path)} ({total} in total)")
     for line in import_lines(report, pool_path if pool is not None else None):
         click.echo(line)
 

@@ -25,7 +25,7 @@ from .frame import is_frame, plain, pool_from_array, pool_from_frame
 from .models import label_probabilities
 from .pool import Pool, load_pool
 from .settings import UNLIMITED, EngineSettings
-from .store import AnnotationStore
+from .store import open_store
 
 
 class LoopError(ValueError):
@@ -78,7 +78,8 @@ class LabelledModel:
 class Loop:
     """Label ``data`` with active learning from Python.
 
-    ``db`` is a SQLite file that keeps the answers (None: in memory); ``settings`` are
+    ``db`` is a SQLite file that keeps the answers (None: in memory), or a team's
+    ``postgresql://`` database; ``settings`` are
     ``EngineSettings`` fields (``model="logreg"``, ``strategy=``, ``batch_size=``, ...).
     """
 
@@ -88,7 +89,7 @@ class Loop:
         self.pool = pool_of(data, features, id_column)
         self.session = session
         settings.setdefault("max_out", UNLIMITED)  # one person at a notebook holds no one up
-        self.store = AnnotationStore(db)
+        self.store = open_store(db)
         try:
             self.engine = Engine(self.pool, self.store, dataset, list(labels),
                                  EngineSettings(**settings), background=False).start()

@@ -23,11 +23,12 @@ from .answers import asked_labels
 from .engine import Engine
 from .models import DEFAULT_MODEL, label_probabilities
 from .persist import ModelFileError, SavedModel, atomic_output, check_features, save_model
+from .pgstore import is_url
 from .pool import PARQUET_SUFFIXES, Pool, PoolError, load_pool
 from .refit import PREDICT_SLICE
 from .scored import ScoredRows
 from .settings import EngineSettings
-from .store import AnnotationStore
+from .store import AnnotationStore, describe_target, open_store
 
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 STDOUT = "-"  # as the file of rows to write: JSONL on standard output
@@ -42,8 +43,17 @@ class OfflineError(ValueError):
 def open_annotations(source: str | Path, dataset: str) -> AnnotationStore:
     """A store holding ``dataset``'s answers, from a retrain-loop SQLite file or a db-out JSONL.
 
-    A JSONL file is imported into an in-memory store under ``dataset``. The caller closes it.
+    A JSONL file is imported into an in-memory store under ``dataset``; a ``postgresql://`` URL
+    is a team's database. The caller closes it.
     """
+    if is_url(source):
+        store = open_store(str(source))
+        present = store.datasets()
+        if dataset not in present:
+            store.close()
+            raise OfflineError(f"no dataset {dataset!r} in {describe_target(source)} "
+                               f"(datasets: {', '.join(present) or 'none'})")
+        return store
     source = Path(source)
     if not source.is_file():
         raise OfflineError(f"annotations not found: {source}")

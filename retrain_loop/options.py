@@ -102,8 +102,9 @@ def offline_options(command: Callable) -> Callable:
     options = [
         click.argument("pool_path", metavar="POOL", type=click.Path(dir_okay=False)),
         click.option("--annotations", "annotations", required=True,
-                     type=click.Path(dir_okay=False),
-                     help="A retrain-loop .db, or a .jsonl in Prodigy's db-out format."),
+                     metavar="FILE|URL",
+                     help="A retrain-loop .db, a .jsonl in Prodigy's db-out format, or a "
+                     "team's postgresql:// database."),
         click.option("--dataset", required=True, help="Dataset whose answers to use."),
         click.option("--label", "labels",
                      help="Comma-separated labels (default: the labels the answers were asked with)."),

@@ -266,6 +266,23 @@ class AnnotationStore:
         self._writer.close()
 
 
+def open_store(target: str | Path | None) -> Any:
+    """The store at ``target``: a PostgreSQL database for a ``postgresql://`` URL (a team's,
+    ``pgstore.py``), else a SQLite file (None: in memory)."""
+    from .pgstore import PostgresStore, is_url
+
+    if is_url(target):
+        return PostgresStore(str(target))
+    return AnnotationStore(target)
+
+
+def describe_target(target: str | Path | None) -> str:
+    """How messages name a store: its file, or its URL without a password."""
+    from .pgstore import _safe, is_url
+
+    return _safe(str(target)) if is_url(target) else str(target)
+
+
 def check_record(dataset: str, eg: dict[str, Any]) -> None:
     """Raise ``StoreError`` if ``add`` would refuse this record."""
     _to_row(dataset, eg)

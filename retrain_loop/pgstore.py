@@ -1,0 +1,235 @@
+"""The annotation store in PostgreSQL (psycopg 3): the same records and behaviour as the SQLite
+store, for a team whose servers share one database.
+
+``--db postgresql://user@host/db`` picks it. Records, idempotence per (dataset, session, task),
+revisions, the round history and the stop set are as in ``store.py``; a write that returned is
+committed. Connections come from a ``psycopg_pool.ConnectionPool``, so request threads and the
+refit thread never wait on one another's connection.
+
+Every write also moves a counter (``changes``), so a process can tell cheaply whether another
+one stored something since it last looked (``changed_elsewhere``), as SQLite's data_version does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from .estimate import AUDIT
+from .store import _ROUNDS, _STOP_SETS, _TABLE, StoreError, _to_row
+
+URL_PREFIXES = ("postgresql://", "postgres://")
+
+# One key for the schema's creation, so that two servers starting at once do not race on it.
+_SCHEMA_LOCK = 0x72_6C_6F_6F_70  # "rloop"
+
+_SCHEMA = [
+    f"""CREATE TABLE IF NOT EXISTS {_TABLE} (
+        id bigserial PRIMARY KEY, dataset text NOT NULL, session_id text NOT NULL,
+        task_hash bigint NOT NULL, input_hash bigint NOT NULL, answer text NOT NULL,
+        label text, timestamp bigint NOT NULL, answer_key bigint NOT NULL, content text NOT NULL,
+        source text, UNIQUE (dataset, session_id, task_hash))""",
+    f"CREATE INDEX IF NOT EXISTS {_TABLE}_input ON {_TABLE} (dataset, input_hash)",
+    (f"CREATE INDEX IF NOT EXISTS {_TABLE}_labelled ON {_TABLE} (dataset, id) "
+    "INCLUDE (input_hash, label)"),
+    f"CREATE INDEX IF NOT EXISTS {_TABLE}_source ON {_TABLE} (dataset, source)",
+    f"""CREATE TABLE IF NOT EXISTS {_ROUNDS} (
+        id bigserial PRIMARY KEY, dataset text NOT NULL, round integer NOT NULL,
+        content text NOT NULL)""",
+    f"CREATE INDEX IF NOT EXISTS {_ROUNDS}_dataset ON {_ROUNDS} (dataset, id)",
+    f"""CREATE TABLE IF NOT EXISTS {_STOP_SETS} (
+        dataset text PRIMARY KEY, hashes text NOT NULL, round integer, labels text,
+        predictions text)""",
+    "CREATE TABLE IF NOT EXISTS changes (id integer PRIMARY KEY, version bigint NOT NULL)",
+    "INSERT INTO changes VALUES (1, 0) ON CONFLICT DO NOTHING",
+]
+
+_UPSERT = (
+    f"INSERT INTO {_TABLE} (dataset, session_id, task_hash, input_hash, answer, label, "
+    "timestamp, answer_key, content, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (dataset, session_id, task_hash) DO UPDATE SET "
+    "input_hash = excluded.input_hash, answer = excluded.answer, label = excluded.label, "
+    "timestamp = excluded.timestamp, answer_key = excluded.answer_key, "
+    "content = excluded.content, source = excluded.source "
+    f"WHERE {_TABLE}.answer_key IS DISTINCT FROM excluded.answer_key"
+)
+
+
+def is_url(target: Any) -> bool:
+    return isinstance(target, str) and target.startswith(URL_PREFIXES)
+
+
+def _psycopg():
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as e:
+        raise StoreError(
+            "a postgresql:// database needs psycopg 3: pip install 'retrain-loop[postgres]'"
+        ) from e
+    return psycopg, psycopg_pool
+
+
+class PostgresStore:
+    """Answers per dataset in a PostgreSQL database, at ``url`` (``postgresql://...``)."""
+
+    def __init__(self, url: str, *, max_connections: int = 8):
+        psycopg, psycopg_pool = _psycopg()
+        self.url = url
+        self.path = None  # not a file: hosts that name the file say the URL instead
+        self._errors = psycopg.Error
+        try:
+            self.pool = psycopg_pool.ConnectionPool(
+                url, min_size=1, max_size=max_connections, kwargs={"autocommit": True},
+                open=False, name="retrain-loop")
+            self.pool.open(wait=True, timeout=10)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as e:
+            raise StoreError(f"cannot connect to {_safe(url)}: {e}") from e
+        with self._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        self._seen = self._version()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A connection inside one transaction: committed when the block ends, rolled back if
+        it raises."""
+        with self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _bump(self, conn: Any) -> None:
+        """Move the change counter inside a write; a write of ours alone keeps us up to date."""
+        (version,) = conn.execute(
+            "UPDATE changes SET version = version + 1 WHERE id = 1 RETURNING version").fetchone()
+        if version == self._seen + 1:
+            self._seen = version
+
+    def _version(self) -> int:
+        return self._query("SELECT version FROM changes WHERE id = 1")[0][0]
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def add(self, dataset: str, examples: Iterable[dict[str, Any]]) -> int:
+        """Store answer records; returns how many were new or changed. All are checked before
+        any is written, so a bad one stores nothing."""
+        rows = [_to_row(dataset, eg) for eg in examples]
+        if not rows:
+            return 0
+        with self._transaction() as conn:
+            cur = conn.cursor()
+            changed = 0
+            for row in rows:  # executemany's rowcount is not the sum in every psycopg release
+                cur.execute(_UPSERT, row)
+                changed += cur.rowcount
+            if changed:
+                self._bump(conn)
+        return changed
+
+    def remove(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
+        """Delete a session's answer to a task (an undo); returns the record removed, if any."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"DELETE FROM {_TABLE} WHERE dataset = %s AND session_id = %s AND task_hash = %s "
+                "RETURNING content", (dataset, session, task_hash)).fetchone()
+            if row is not None:
+                self._bump(conn)
+        return json.loads(row[0]) if row is not None else None
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another process (or ``db-in``) stored something since the last call."""
+        version = self._version()
+        changed = version != self._seen
+        self._seen = version
+        return changed
+
+    def get(self, dataset: str) -> list[dict[str, Any]]:
+        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s ORDER BY id",
+                           (dataset,))
+        return [json.loads(content) for (content,) in rows]
+
+    def labelled(self, dataset: str) -> list[tuple[int, str]]:
+        """``(input_hash, label)`` of every accepted single-label answer, in storage order."""
+        return self._query(f"SELECT input_hash, label FROM {_TABLE} WHERE dataset = %s "
+                           "AND label IS NOT NULL ORDER BY id", (dataset,))
+
+    def audited(self, dataset: str) -> list[dict[str, Any]]:
+        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s AND source = %s "
+                           "ORDER BY id", (dataset, AUDIT))
+        return [json.loads(content) for (content,) in rows]
+
+    def find(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
+        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s AND session_id = %s "
+                           "AND task_hash = %s", (dataset, session, task_hash))
+        return json.loads(rows[0][0]) if rows else None
+
+    def count(self, dataset: str) -> int:
+        return self._query(f"SELECT count(*) FROM {_TABLE} WHERE dataset = %s", (dataset,))[0][0]
+
+    def datasets(self) -> list[str]:
+        rows = self._query(f"SELECT DISTINCT dataset FROM {_TABLE} ORDER BY dataset")
+        return [d for (d,) in rows]
+
+    def export_jsonl(self, dataset: str, out: IO[str]) -> int:
+        n = 0
+        for eg in self.get(dataset):
+            out.write(json.dumps({"_view_id": "choice", **eg}, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    # -- the round history and the stop set ---------------------------------------------------
+
+    def add_round(self, dataset: str, entry: dict[str, Any], labels: list[str],
+                  predictions: list[int]) -> None:
+        with self._transaction() as conn:
+            conn.execute(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (%s, %s, %s)",
+                         (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
+            conn.execute(f"UPDATE {_STOP_SETS} SET round = %s, labels = %s, predictions = %s "
+                         "WHERE dataset = %s", (int(entry["round"]), json.dumps(labels),
+                                                json.dumps(predictions), dataset))
+
+    def rounds(self, dataset: str) -> list[dict[str, Any]]:
+        rows = self._query(f"SELECT content FROM {_ROUNDS} WHERE dataset = %s ORDER BY id",
+                           (dataset,))
+        return [json.loads(content) for (content,) in rows]
+
+    def stop_set(self, dataset: str, hashes: list[int], replace: bool = False) -> list[int]:
+        """The dataset's stop set: ``hashes`` if it has none yet (or ``replace``), else the one
+        chosen first."""
+        on_conflict = ("DO UPDATE SET hashes = excluded.hashes, round = NULL, labels = NULL, "
+                       "predictions = NULL" if replace else "DO NOTHING")
+        with self._transaction() as conn:
+            conn.execute(f"INSERT INTO {_STOP_SETS} (dataset, hashes) VALUES (%s, %s) "
+                         f"ON CONFLICT (dataset) {on_conflict}",
+                         (dataset, json.dumps([int(h) for h in hashes])))
+            (saved,) = conn.execute(f"SELECT hashes FROM {_STOP_SETS} WHERE dataset = %s",
+                                    (dataset,)).fetchone()
+        return json.loads(saved)
+
+    def stop_predictions(self, dataset: str) -> tuple[list[str], list[int]] | None:
+        rows = self._query(f"SELECT labels, predictions FROM {_STOP_SETS} "
+                           "WHERE dataset = %s AND predictions IS NOT NULL", (dataset,))
+        if not rows:
+            return None
+        labels, predictions = rows[0]
+        return json.loads(labels), json.loads(predictions)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, sep, tail = url.partition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, user = head.partition("//")
+    return f"{scheme}//{user.split(':', 1)[0]}:***@{tail}"
