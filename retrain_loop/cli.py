@@ -37,6 +37,7 @@ from .simulate import SimulationError
 from .stopping import StopRule, StopRuleError
 from .store import AnnotationStore, StoreError, describe_target, open_store
 from .strategies import STRATEGIES, StrategyError
+from .team import team_for
 
 DEFAULT_DB = "retrain_loop.db"
 
@@ -155,7 +156,8 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
                 store = open_store(db_path)
                 try:
                     engine = Engine(pool, store, dataset, _split(labels) or [],
-                                    EngineSettings(**settings)).start()
+                                    EngineSettings(**settings),
+                                    team=team_for(store, dataset, pool)).start()
                 except BaseException:
                     store.close()
                     raise

@@ -9,7 +9,9 @@ The engine composes parts that each have one job and says in what order they act
 - a ``RefitWorker`` (``worker.py``): runs refits on a thread of their own, coalescing requests;
 - a ``Sweep`` (``sweep.py``): between rounds, on the worker's thread, the serving model scores
   the open rows a bounded round did not, and keeps the best for the next round;
-- the ``RoundHistory`` (``history.py``): each round's kappa, accuracy estimate and stop signal.
+- the ``RoundHistory`` (``history.py``): each round's kappa, accuracy estimate and stop signal;
+- with a team's PostgreSQL store, a ``Team`` (``team.py``): claims of rows across processes, one
+  refit at a time across them, and the published round that every process serves from.
 
 ``add_answers`` stores a batch and asks for a refit. A refit reads every annotation of the
 dataset, fits a clone of the model, rescores the rows that are neither answered nor out with an
@@ -24,7 +26,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
+
+import numpy as np
 
 from .answers import (
     SERVED,
@@ -41,11 +46,12 @@ from .leases import Lease, LeaseQueue
 from .models import ModelError, describe, make_model, with_threads
 from .pool import Pool
 from .ranking import Ranking
-from .refit import Refitter
+from .refit import Refit, Refitter
 from .settings import EngineError, EngineSettings
 from .store import AnnotationStore, session_id
 from .sweep import Sweep
 from .tally import Tally
+from .team import payload_of, refit_of
 from .worker import RefitWorker
 
 log = logging.getLogger(__name__)
@@ -56,12 +62,14 @@ class Engine:
 
     ``state`` keeps the round history and stop set (default: ``store``; the Prodigy recipe keeps
     them in a file of its own, a one-off offline fit in memory). ``background=False`` refits in
-    the caller's thread. ``clock`` times the leases.
+    the caller's thread. ``clock`` times the leases. ``team`` (a ``team.Team``) shares the
+    dataset with other processes.
     """
 
     def __init__(self, pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
                  settings: EngineSettings | None = None, *, state: Any = None,
-                 background: bool = True, clock: Callable[[], float] = time.monotonic):
+                 background: bool = True, clock: Callable[[], float] = time.monotonic,
+                 team: Any = None):
         self.settings = settings = settings or EngineSettings()
         self.labels = settings.check_labels(labels)
         self.pool = pool
@@ -80,9 +88,11 @@ class Engine:
                 "cannot learn incrementally; use --update refit, or a model such as nb or sgd"
             )
         self._state = state or store
+        self.team = team
         self.queue = LeaseQueue(len(pool), self.labels, AuditDraw(settings.audit, settings.seed),
                                 lease_seconds=settings.lease_seconds,
-                                session_cap=settings.session_cap, clock=clock)
+                                session_cap=settings.session_cap, clock=clock,
+                                claims=team.claims if team is not None else None)
         self.refitter = Refitter(pool, self.labels, settings, self.prototype,
                                  round_sample=settings.round_bound(background))
         self.sweep = Sweep(self.refitter, settings.round_head, seed=settings.seed)
@@ -170,7 +180,8 @@ class Engine:
         check_session(session)
         changed = getattr(self.store, "changed_elsewhere", None)
         if changed is not None and changed():  # answers imported while we run: not served again
-            self._take_stored_answers()
+            if self.team is None:  # a team's claims keep them out; the refit thread reads them
+                self._take_stored_answers()
             self.worker.request()
         leased = self.queue.lease(session, self.settings.batch_size if n is None else n)
         return [self._task(index, lease) for index, lease in leased]
@@ -215,12 +226,13 @@ class Engine:
                    for a in answers]
         indices = [index for index, _ in checked]
         records = [record for _, record in checked]
-        for record, served in zip(records, self.queue.served(indices)):
+        for record, served in zip(records, self.queue.served(indices, session)):
             record["meta"] = served_meta(record, served, self.store, self.dataset)
         stored = self.store.add(self.dataset, records)
         said_not = self.tally.add(sid, checked)
         # A rejected suggestion leaves its row to label, never again as that label.
-        self.queue.mark_answered([index for index in indices if index not in said_not])
+        self.queue.mark_answered([index for index in indices if index not in said_not],
+                                 session=session)
         self.queue.end_leases(list(said_not))
         if stored:
             self.worker.request()
@@ -234,7 +246,10 @@ class Engine:
         A model that fails leaves the last good one serving, with the error in ``last_error``.
         """
         rounds = self._started()
-        with self._refit_lock:
+        with self._refit_lock, (self.team.turn() if self.team is not None else nullcontext()):
+            version = self._catch_up(rounds) if self.team is not None else None
+            if version is not None and self.team.covered(version):
+                return self.queue.ranking
             started = time.perf_counter()
             labelled = self.store.labelled(self.dataset)
             read_ms = (time.perf_counter() - started) * 1000
@@ -253,13 +268,7 @@ class Engine:
                 log.warning("refit on %d labels failed, keeping round %d: %s",
                             len(labelled), self.round, self.last_error)
                 return self.queue.ranking
-            self.queue.publish(result.ranking, open_rows)
-            self.sweep.begin(result, open_rows, rejected)  # open_rows is the sweep's now
-            self.worker.has_idle_work()
-            self.refitter.adopt(result)
-            self.model_ = result.model
-            self.round = result.ranking.round
-            self.last_error = None
+            self._serve(result, open_rows, rejected)
             self.last_refit_ms = (time.perf_counter() - started) * 1000
             self.last_timings = {"read_ms": read_ms, **result.timings}
             n_answers = len(self.tally)
@@ -270,7 +279,37 @@ class Engine:
             except Exception as e:  # noqa: BLE001 - the new model serves whether or not it is logged
                 self.last_error = f"round history not saved: {type(e).__name__}: {e}"
                 log.warning("%s", self.last_error)
+            if self.team is not None:  # after its history entry, which the others read with it
+                self.team.publish(self.round, version, payload_of(
+                    result, self.pool.input_hashes, self.last_refit_ms, self.last_timings))
             return result.ranking
+
+    def _catch_up(self, rounds: RoundHistory) -> int:
+        """A team's process, in its refit turn: take in the answers every process stored, and
+        serve the round another published since ours. Returns the store's change counter as
+        of before reading them."""
+        version = self.team.version()
+        self._take_stored_answers(replace=True)
+        published = self.team.latest(after=self.round)
+        if published is not None:
+            self._serve(refit_of(published.payload, self.pool, published.round))
+            self.last_refit_ms = published.payload["refit_ms"]
+            rounds.reload()
+        return version
+
+    def _serve(self, result: Refit, open_rows: np.ndarray | None = None,
+               rejected: dict[int, set[int]] | None = None) -> None:
+        """Serve from ``result`` from now on (this process's refit, or another's, published)."""
+        if open_rows is None:
+            open_rows, rejected = self.queue.open_rows(), self.tally.rejected()
+        self.queue.publish(result.ranking, open_rows)
+        self.sweep.begin(result, open_rows, rejected)  # open_rows is the sweep's now
+        self.worker.has_idle_work()
+        self.refitter.adopt(result)
+        self.model_ = result.model
+        self.round = result.ranking.round
+        self.last_error = None
+        self.last_timings = dict(result.timings)
 
     def wait_idle(self, timeout: float = 60.0, *, swept: bool = False) -> bool:
         """Block until no refit runs or waits (``swept``: and the background sweep of the rows

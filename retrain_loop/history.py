@@ -59,6 +59,13 @@ class RoundHistory:
         self._previous = self._saved_predictions()
         self._per_label: dict[str, int] | None = None  # training labels per class, last refit
 
+    def reload(self) -> None:
+        """Read the rounds and the latest stop-set predictions again: another process of a
+        team recorded rounds since."""
+        self.entries = self.state.rounds(self.dataset)
+        self._previous = self._saved_predictions()
+        self._per_label = None
+
     @property
     def last_round(self) -> int:
         return int(self.entries[-1]["round"]) if self.entries else 0

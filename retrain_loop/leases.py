@@ -22,6 +22,8 @@ import numpy as np
 from .audit import AuditDraw
 from .ranking import Ranking
 
+ELSEWHERE = "\0elsewhere"  # the session of a row that another process has out
+
 
 @dataclass
 class Lease:
@@ -53,12 +55,13 @@ class LeaseQueue:
 
     def __init__(self, n_rows: int, labels: Sequence[str], audit: AuditDraw, *,
                  lease_seconds: float, session_cap: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, claims: Any = None):
         self.labels = list(labels)
         self.audit = audit
         self.lease_seconds = lease_seconds
         self.session_cap = session_cap
         self.clock = clock
+        self.claims = claims
         self._lock = threading.Lock()
         self._answered = np.zeros(n_rows, dtype=bool)
         self._leases: dict[int, Lease] = {}
@@ -74,7 +77,39 @@ class LeaseQueue:
 
     def lease(self, session: str, n: int) -> list[tuple[int, Lease]]:
         """Up to ``n`` rows for ``session``, returned rows first, then the ranking's best open
-        rows with audit draws in their share of the slots; never more than the session's cap."""
+        rows with audit draws in their share of the slots; never more than the session's cap.
+        With ``claims``, only rows the database gave this session."""
+        out = self._pick(session, n)
+        if self.claims is None:
+            return out
+        given: list[tuple[int, Lease]] = []
+        for _ in range(8):  # each refusal keeps a row out here, so few rounds are ever needed
+            if not out:
+                break
+            refused = self.claims.claim(session, [i for i, _ in out], self.lease_seconds,
+                                        [lease.meta for _, lease in out])
+            given += [(i, lease) for i, lease in out if i not in refused]
+            if not refused:
+                break
+            with self._lock:
+                for index, lease in out:
+                    if index in refused and self._leases.get(index) is lease:
+                        lease.session = ELSEWHERE
+            out = self._pick(session, n - len(given))
+        else:
+            self.release_rows(session, [i for i, _ in out])
+        return given
+
+    def release_rows(self, session: str, rows: Iterable[int]) -> None:
+        """Rows picked for ``session`` that it will not be shown: open again."""
+        with self._lock:
+            for index in rows:
+                lease = self._leases.get(index)
+                if lease is not None and lease.session == session:
+                    del self._leases[index]
+
+    def _pick(self, session: str, n: int) -> list[tuple[int, Lease]]:
+        """Rows for ``session`` from this process's queue alone."""
         out: list[tuple[int, Lease]] = []
         with self._lock:
             now = self.clock()
@@ -137,19 +172,35 @@ class LeaseQueue:
             mine = [i for i, lease in self._leases.items() if lease.session == session]
             for index in reversed(mine):
                 self._returned.appendleft((index, self._leases.pop(index)))
+        if self.claims is not None:
+            self.claims.release(session)
         return len(mine)
 
-    def served(self, indices: Iterable[int]) -> list[dict[str, Any] | None]:
-        """The meta each row was served with, where it is out now; None where it is not."""
+    def served(self, indices: Iterable[int], session: str | None = None
+               ) -> list[dict[str, Any] | None]:
+        """The meta each row was served with, where it is out now; None where it is not. With
+        ``claims``, rows ``session`` was served by another process are found there."""
+        indices = list(indices)
         with self._lock:
             leases = [self._leases.get(index) for index in indices]
-        return [lease.meta if lease is not None else None for lease in leases]
+        metas = [lease.meta if lease is not None and lease.session != ELSEWHERE else None
+                 for lease in leases]
+        missing = [i for i, meta in zip(indices, metas) if meta is None]
+        if self.claims is not None and session is not None and missing:
+            found = dict(zip(missing, self.claims.meta(missing, session)))
+            metas = [found.get(i) if meta is None else meta for i, meta in zip(indices, metas)]
+        return metas
 
     # -- answers and refits -------------------------------------------------------------------
 
-    def mark_answered(self, rows: Iterable[int] | np.ndarray, exactly: bool = False) -> None:
+    def mark_answered(self, rows: Iterable[int] | np.ndarray, exactly: bool = False,
+                      session: str | None = None) -> None:
         """Rows answered (pool indices, or a bool per row): never served again, their leases
-        end. ``exactly`` (a bool per row): these and no others are answered."""
+        end. ``exactly`` (a bool per row): these and no others are answered. ``session``: rows
+        it has just answered, which ``claims`` settles for every process."""
+        if self.claims is not None and session is not None:
+            rows = list(rows)
+            self.claims.settle(rows, session)
         with self._lock:
             if isinstance(rows, np.ndarray) and rows.dtype == bool:
                 if exactly:
@@ -164,6 +215,9 @@ class LeaseQueue:
     def end_leases(self, rows: Iterable[int]) -> None:
         """Rows answered without being settled (a rejected suggestion): their leases end, and they
         are open again, for the next ranking to place."""
+        rows = list(rows)
+        if self.claims is not None:
+            self.claims.reopen(rows)
         with self._lock:
             for index in rows:
                 self._leases.pop(index, None)
@@ -171,6 +225,8 @@ class LeaseQueue:
     def hold(self, index: int, session: str, meta: dict[str, Any]) -> None:
         """Lease row ``index`` to ``session`` with ``meta`` (a retracted answer's row, which
         that session's page shows again)."""
+        if self.claims is not None:
+            self.claims.hold(index, session, self.lease_seconds, dict(meta))
         with self._lock:
             self._leases[index] = Lease(session, self.clock() + self.lease_seconds, dict(meta))
 

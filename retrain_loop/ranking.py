@@ -61,6 +61,11 @@ class Ranking:
         return "active"
 
     @property
+    def tags(self) -> dict[str, np.ndarray]:
+        """Pool indices put in the order for another reason than their score, by reason."""
+        return self._tags
+
+    @property
     def candidates(self) -> np.ndarray:
         """Pool indices in the arrays' own order (pool order after a refit), not serving order."""
         return self._rows

@@ -1,0 +1,234 @@
+"""A team: several server processes serving one dataset from one PostgreSQL database.
+
+Each process keeps its own pool, ranking and lease queue in memory, and the database decides
+what they must agree on:
+
+- **Claims** (table ``leases``): a row is out with at most one session across every process.
+  A process picks rows from its own ranking, then claims them in one statement; a row another
+  session holds (and whose lease has not run out), or that is answered, is refused, and the
+  process serves its next best row instead. A killed process's claims run out with their
+  leases, by the database's clock.
+- **One refit at a time** (``turn``): a PostgreSQL advisory lock per dataset, held on a
+  connection of its own for the refit; a process that dies mid-refit drops it with its
+  connection.
+- **The published round** (table ``published``): the refit's model and ranking, with the store's
+  change counter as it was when the refit read the answers. A process whose turn comes adopts a
+  newer published round, and refits only if answers arrived since that round read them, so the
+  rounds of all processes make one history with one numbering.
+
+The model travels pickled, as Dask ships models to its workers: the database is the team's own,
+and whoever can write to it can already change every answer.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .pgstore import _SCHEMA_LOCK, PostgresStore
+from .ranking import Ranking
+from .refit import Refit
+
+_TABLES = [
+    """CREATE TABLE IF NOT EXISTS leases (
+        dataset text NOT NULL, input_hash bigint NOT NULL, session text NOT NULL,
+        expires timestamptz NOT NULL, answered boolean NOT NULL DEFAULT false, meta text,
+        PRIMARY KEY (dataset, input_hash))""",
+    "CREATE INDEX IF NOT EXISTS leases_session ON leases (dataset, session)",
+    """CREATE TABLE IF NOT EXISTS published (
+        dataset text PRIMARY KEY, round integer NOT NULL, version bigint NOT NULL,
+        payload bytea NOT NULL, made timestamptz NOT NULL DEFAULT now())""",
+]
+
+# A lease's end by the database's clock; 'infinity' for hosts that keep rows until answered.
+_UNTIL = ("CASE WHEN %(secs)s::float8 = 'Infinity' THEN 'infinity'::timestamptz "
+          "ELSE now() + %(secs)s::float8 * interval '1 second' END")
+
+_CLAIM = f"""
+INSERT INTO leases AS l (dataset, input_hash, session, expires, meta)
+SELECT %(dataset)s, c.h, %(session)s, {_UNTIL}, c.m
+FROM unnest(%(hashes)s::bigint[], %(metas)s::text[]) AS c(h, m)
+WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.dataset = %(dataset)s
+                  AND e.input_hash = c.h AND e.answer <> 'reject')
+ON CONFLICT (dataset, input_hash) DO UPDATE
+SET session = excluded.session, expires = excluded.expires, meta = excluded.meta
+WHERE NOT l.answered AND (l.expires <= now() OR l.session = excluded.session)
+RETURNING input_hash"""
+
+
+class Claims:
+    """The rows out with a session, in the database, for every process of one dataset."""
+
+    def __init__(self, store: PostgresStore, dataset: str, input_hashes: np.ndarray):
+        self.store = store
+        self.dataset = dataset
+        self.input_hashes = input_hashes
+
+    def _hashes(self, rows: Sequence[int]) -> list[int]:
+        return self.input_hashes[np.asarray(rows, dtype=np.int64)].tolist()
+
+    def claim(self, session: str, rows: Sequence[int], seconds: float,
+              metas: Sequence[dict[str, Any]]) -> set[int]:
+        """Claim pool rows ``rows`` for ``session``; returns those refused (out with another
+        session, or answered)."""
+        hashes = self._hashes(rows)
+        claimed = {h for (h,) in self.store._query(_CLAIM, {
+            "dataset": self.dataset, "session": session, "hashes": hashes, "secs": seconds,
+            "metas": [json.dumps(m, sort_keys=True) for m in metas]})}
+        return {row for row, h in zip(rows, hashes) if h not in claimed}
+
+    def release(self, session: str) -> None:
+        """A session's rows are free now (a page reload, a closed tab)."""
+        self.store._query("UPDATE leases SET expires = now() WHERE dataset = %s AND session = %s "
+                          "AND NOT answered RETURNING 1", (self.dataset, session))
+
+    def settle(self, rows: Sequence[int], session: str) -> None:
+        """Rows answered: never claimed again, whoever holds them."""
+        if len(rows):
+            self.store._query(
+                "INSERT INTO leases (dataset, input_hash, session, expires, answered) "
+                "SELECT %s, h, %s, 'infinity', true FROM unnest(%s::bigint[]) AS h "
+                "ON CONFLICT (dataset, input_hash) DO UPDATE SET answered = true RETURNING 1",
+                (self.dataset, session, self._hashes(rows)))
+
+    def reopen(self, rows: Sequence[int]) -> None:
+        """Rows open again (a rejected suggestion, an answer taken back): claimable by anyone."""
+        if len(rows):
+            self.store._query("UPDATE leases SET expires = now(), answered = false "
+                              "WHERE dataset = %s AND input_hash = ANY(%s) RETURNING 1",
+                              (self.dataset, self._hashes(rows)))
+
+    def hold(self, row: int, session: str, seconds: float, meta: dict[str, Any]) -> None:
+        """Row ``row`` is out with ``session`` whoever held it (a retracted answer's row)."""
+        self.store._query(
+            f"INSERT INTO leases (dataset, input_hash, session, expires, meta) "
+            f"VALUES (%(dataset)s, %(h)s, %(session)s, {_UNTIL}, %(meta)s) "
+            "ON CONFLICT (dataset, input_hash) DO UPDATE SET session = excluded.session, "
+            "expires = excluded.expires, meta = excluded.meta, answered = false RETURNING 1",
+            {"dataset": self.dataset, "h": int(self.input_hashes[row]), "session": session,
+             "secs": seconds, "meta": json.dumps(meta, sort_keys=True)})
+
+    def meta(self, rows: Sequence[int], session: str) -> list[dict[str, Any] | None]:
+        """What each row was served with, where ``session`` holds it (served by any process)."""
+        hashes = self._hashes(rows)
+        found = dict(self.store._query(
+            "SELECT input_hash, meta FROM leases WHERE dataset = %s AND session = %s "
+            "AND input_hash = ANY(%s) AND meta IS NOT NULL", (self.dataset, session, hashes)))
+        return [json.loads(found[h]) if h in found else None for h in hashes]
+
+
+@dataclass
+class Published:
+    """A round as published: its number, the store's change counter when it read the answers,
+    and what it made (``payload``: the model and the ranking, by input hash)."""
+
+    round: int
+    version: int
+    payload: dict[str, Any]
+
+
+class Team:
+    """The database's part in serving ``dataset`` from several processes."""
+
+    def __init__(self, store: PostgresStore, dataset: str, input_hashes: np.ndarray):
+        self.store = store
+        self.dataset = dataset
+        with store._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in _TABLES:
+                conn.execute(statement)
+        self.claims = Claims(store, dataset, input_hashes)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the dataset's refit lock (blocking): one refit at a time across processes. The
+        key is the dataset within this database and schema."""
+        with self.store.pool.connection() as conn:
+            (key,) = conn.execute("SELECT hashtextextended(current_database() || '/' || "
+                                  "current_schema() || '/' || %s, 0)", (self.dataset,)).fetchone()
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    def version(self) -> int:
+        """The store's change counter: it moves with every answer stored by any process."""
+        return self.store._version()
+
+    def latest(self, after: int) -> Published | None:
+        """The published round, if it is later than round ``after``."""
+        rows = self.store._query("SELECT round, version, payload FROM published "
+                                 "WHERE dataset = %s AND round > %s", (self.dataset, after))
+        if not rows:
+            return None
+        round, version, payload = rows[0]
+        return Published(round, version, pickle.loads(payload))
+
+    def covered(self, version: int) -> bool:
+        """Whether the published round read every answer stored up to ``version``."""
+        rows = self.store._query("SELECT version FROM published WHERE dataset = %s",
+                                 (self.dataset,))
+        return bool(rows) and rows[0][0] >= version
+
+    def publish(self, round: int, version: int, payload: dict[str, Any]) -> None:
+        """Make round ``round`` (which read the answers as of ``version``) the one to serve."""
+        blob = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        with self.store._transaction() as conn:
+            conn.execute(
+                "INSERT INTO published (dataset, round, version, payload) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (dataset) DO UPDATE SET "
+                "round = excluded.round, version = excluded.version, payload = excluded.payload, "
+                "made = now() WHERE published.round < excluded.round",
+                (self.dataset, round, version, blob))
+            self.store._bump(conn)  # the others adopt it when they next look
+
+
+def team_for(store: Any, dataset: str, pool: Any) -> Team | None:
+    """The team of the processes serving ``dataset`` from ``store``: None for a SQLite store,
+    which one process has to itself."""
+    return Team(store, dataset, pool.input_hashes) if isinstance(store, PostgresStore) else None
+
+
+def payload_of(refit: Refit, input_hashes: np.ndarray, refit_ms: float,
+               timings: dict[str, float]) -> dict[str, Any]:
+    """What another process needs to serve ``refit``: rows by input hash, not by position,
+    and the ranking's whole serving order."""
+    ranking = refit.ranking
+    return {"model": refit.model, "hashes": input_hashes[refit.candidates],
+            "proba": refit.proba, "utility": refit.utility, "order": ranking.positions(),
+            "uniform": ranking.uniform, "sampled": refit.sampled,
+            "tags": {name: input_hashes[rows] for name, rows in ranking.tags.items()},
+            "y_train": refit.y_train, "refit_ms": refit_ms, "timings": timings}
+
+
+def refit_of(payload: dict[str, Any], pool: Any, round: int) -> Refit:
+    """A published round as this process's ``Refit``, over its own pool's rows (rows of the
+    round that this pool lacks are dropped)."""
+    rows = pool.indices_of(np.asarray(payload["hashes"], dtype=np.int64))
+    kept = np.flatnonzero(rows >= 0)
+    kept = kept[np.argsort(rows[kept], kind="stable")]  # candidates are sorted pool rows
+    new_position = np.full(len(rows), -1, dtype=np.int64)
+    new_position[kept] = np.arange(len(kept))
+    order = new_position[payload["order"]]
+    order = order[order >= 0]
+    candidates = rows[kept]
+    proba, utility = payload["proba"][kept], payload["utility"][kept]
+    tags = {}
+    for name, hashes in payload["tags"].items():
+        tagged = pool.indices_of(np.asarray(hashes, dtype=np.int64))
+        tags[name] = tagged[tagged >= 0]
+    ranking = Ranking.partial(candidates, utility, proba, round, order, len(order),
+                              np.zeros(len(candidates)), tags)
+    if payload["uniform"] is not None:
+        uniform = new_position[payload["uniform"]]
+        ranking.uniform = np.sort(uniform[uniform >= 0])
+    sampled = payload["sampled"][kept] if payload["sampled"] is not None else None
+    return Refit(payload["model"], ranking, candidates, proba, utility, payload["y_train"],
+                 sampled, timings=dict(payload["timings"]))
