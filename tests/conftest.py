@@ -4,9 +4,11 @@ server on 127.0.0.1 (``serve``)."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,13 @@ from retrain_loop.engine import Engine
 from retrain_loop.pool import load_pool
 from retrain_loop.server import create_app
 from retrain_loop.settings import FIELDS, EngineSettings
-from retrain_loop.store import AnnotationStore
+from retrain_loop.store import AnnotationStore, open_store
+from retrain_loop.team import team_for
+
+# The PostgreSQL server the team tests use; the machine provides it (trust auth). Where it is
+# absent they skip, unless RETRAIN_LOOP_REQUIRE_POSTGRES is set (CI), where they fail.
+POSTGRES = os.environ.get("RETRAIN_LOOP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+STORES = ["sqlite", "postgres"]
 
 RGB = ["red", "green", "blue"]
 
@@ -78,6 +86,9 @@ def build_engine(pool, store, dataset, labels, **kwargs) -> Engine:
     keywords (``background``, ``state``, ``clock``)."""
     settings = {k: v for k, v in kwargs.items() if k in FIELDS}
     rest = {k: v for k, v in kwargs.items() if k not in FIELDS}
+    if "team" not in rest:  # as serve does, for PostgreSQL; a test's clock times its claims
+        clock = {"clock": rest["clock"]} if "clock" in rest else {}
+        rest["team"] = team_for(store, dataset, pool, **clock)
     return Engine(pool, store, dataset, labels, EngineSettings(**settings), **rest).start()
 
 
@@ -94,8 +105,55 @@ class FakeClock:
         self.now += seconds
 
 
+def _postgres_or_skip() -> None:
+    try:
+        import psycopg
+    except ImportError:
+        reason = "psycopg is not installed (pip install 'retrain-loop[postgres]')"
+    else:
+        try:
+            psycopg.connect(POSTGRES, connect_timeout=3).close()
+            return
+        except psycopg.Error as e:
+            reason = f"no PostgreSQL at {POSTGRES}: {e}".strip()
+    if os.environ.get("RETRAIN_LOOP_REQUIRE_POSTGRES"):
+        pytest.fail(f"RETRAIN_LOOP_REQUIRE_POSTGRES is set, but {reason}")
+    pytest.skip(reason)
+
+
 @pytest.fixture
-def make_engine(tmp_path):
+def pg_url():
+    """A URL of the test PostgreSQL database with a schema of its own (dropped afterwards), so
+    that tests share nothing."""
+    _postgres_or_skip()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES else "?"
+    yield f"{POSTGRES}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def db_target(tmp_path):
+    """Where the fixtures below keep answers: a SQLite file. A module that runs on both stores
+    overrides it with ``store_target``."""
+    return tmp_path / "answers.db"
+
+
+def store_target(request, tmp_path):
+    """For ``@pytest.fixture(params=STORES) def db_target(request, tmp_path)``: a SQLite file
+    or a PostgreSQL URL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return tmp_path / "answers.db"
+
+
+@pytest.fixture
+def make_engine(tmp_path, db_target):
     """make_engine(rows, labels, **kwargs) -> a started Engine over a JSONL pool and a SQLite
     file; ``kwargs`` as for ``build_engine``, with the model ``logreg`` unless given."""
     made: list[tuple[Engine, AnnotationStore]] = []
@@ -105,7 +163,7 @@ def make_engine(tmp_path):
         if not pool_path.exists():
             write_jsonl(pool_path, rows)
         pool = load_pool(pool_path, features=features)
-        store = AnnotationStore(db_path or tmp_path / "answers.db")
+        store = open_store(db_path or db_target)
         kwargs.setdefault("model", "logreg")
         try:
             engine = build_engine(pool, store, dataset, labels, **kwargs)
@@ -122,7 +180,7 @@ def make_engine(tmp_path):
 
 
 @pytest.fixture
-def serve(tmp_path):
+def serve(tmp_path, db_target):
     """serve(rows, labels, *, view=..., features=..., batch_size=..., model=..., dataset=...,
     db_path=..., session_lease_s=..., app_options={...}, **engine_kwargs) -> base URL of a real
     server. ``serve.last_engine`` is its engine; ``app_options`` go to ``create_app``.
@@ -136,7 +194,7 @@ def serve(tmp_path):
         pool_path = tmp_path / f"pool{len(servers)}.jsonl"
         write_jsonl(pool_path, rows)
         pool = load_pool(pool_path, features=features)
-        store = AnnotationStore(db_path or tmp_path / "answers.db")
+        store = open_store(db_path or db_target)
         engine = build_engine(pool, store, dataset, labels, model=model, batch_size=batch_size,
                               lease_seconds=session_lease_s, **kwargs)
         server = LiveServer(engine, view=view, **(app_options or {})).start()
@@ -155,7 +213,7 @@ def serve(tmp_path):
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(tmp_path, db_target):
     """client(rows, labels, *, view=..., features=..., batch_size=..., model=..., dataset=...,
     db_path=..., app_options={...}, base_url=..., **engine_kwargs) -> a ``TestClient`` over
     ``create_app(engine)``: the API in process, over a real SQLite file, with no server. Its
@@ -174,7 +232,7 @@ def client(tmp_path):
              **kwargs) -> TestClient:
         pool_path = write_jsonl(tmp_path / f"pool{len(made)}.jsonl", rows)
         pool = load_pool(pool_path, features=features)
-        store = AnnotationStore(db_path or tmp_path / "answers.db")
+        store = open_store(db_path or db_target)
         try:
             engine = build_engine(pool, store, dataset, labels, model=model,
                                   batch_size=batch_size, **kwargs)

@@ -7,12 +7,18 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from conftest import RGB, FakeClock, rgb_label, rgb_rows
+from conftest import RGB, STORES, FakeClock, rgb_label, rgb_rows, store_target
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 
 from retrain_loop.answers import AnswerError, UnknownLabel, UnknownTask
 from retrain_loop.models import ModelError
+
+
+@pytest.fixture(params=STORES)
+def db_target(request, tmp_path):
+    """Every test here runs on a SQLite file and on PostgreSQL."""
+    return store_target(request, tmp_path)
 
 
 def answer_all(tasks, rule=rgb_label, answer="accept"):
@@ -194,6 +200,7 @@ def test_a_model_without_predict_proba_is_refused(make_engine):
      ({"lease_seconds": 0}, "lease seconds must be above 0")],
 )
 def test_bad_settings_are_refused(make_engine, kwargs, message):
+    kwargs = dict(kwargs)  # the parameter's dict is shared by every store's run
     labels = kwargs.pop("labels", RGB)
     with pytest.raises(ValueError, match=message):
         make_engine(rgb_rows(20), labels, **kwargs)

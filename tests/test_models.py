@@ -138,10 +138,10 @@ def test_clone_of_fitted_model_is_unfitted(name):
 @pytest.mark.parametrize("name", ["lightgbm", "forest", "auto"])
 def test_threads_reach_the_named_models_own_n_jobs(name, tmp_path):
     from retrain_loop.engine import Engine
+    from retrain_loop.frame import pool_from_array
     from retrain_loop.models import make_model
     from retrain_loop.settings import EngineSettings
     from retrain_loop.store import AnnotationStore
-    from retrain_loop.frame import pool_from_array
 
     pool = pool_from_array(np.random.default_rng(0).random((40, 3)))
     store = AnnotationStore(tmp_path / "t.db")

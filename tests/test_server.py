@@ -10,7 +10,13 @@ import sqlite3
 import httpx
 import numpy as np
 import pytest
-from conftest import RGB, rgb_label, rgb_rows
+from conftest import RGB, STORES, rgb_label, rgb_rows, store_target
+
+
+@pytest.fixture(params=STORES)
+def db_target(request, tmp_path):
+    """Every test here runs on a SQLite file and on PostgreSQL."""
+    return store_target(request, tmp_path)
 
 N_BATCHES = 10
 

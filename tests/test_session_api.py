@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import RGB, rgb_label, rgb_rows, write_jsonl
+from conftest import RGB, STORES, rgb_label, rgb_rows, store_target, write_jsonl
 from fastapi.testclient import TestClient
 
 from retrain_loop.cli import main
 from retrain_loop.hashing import task_hash
 from retrain_loop.keys import KeysError, label_keys
 from retrain_loop.server import create_app
+
+
+@pytest.fixture(params=STORES)
+def db_target(request, tmp_path):
+    """Every test here runs on a SQLite file and on PostgreSQL."""
+    return store_target(request, tmp_path)
 
 COLOURS = ["red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "brown", "grey",
            "black", "white"]

@@ -13,7 +13,7 @@ import pytest
 
 from retrain_loop.hashing import stable_hash, task_hash
 from retrain_loop.importing import import_file
-from retrain_loop.store import AnnotationStore, StoreError, session_id
+from retrain_loop.store import AnnotationStore, StoreError, open_store, session_id
 
 LABELS = ["red", "green", "blue"]
 
@@ -29,9 +29,12 @@ def record(i: int, session: str = "ds-alice", answer: str = "accept", label: str
             "_session_id": session, "_timestamp": ts}
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["file", "memory", "postgres"])
 def store(request, tmp_path):
-    s = AnnotationStore(tmp_path / "answers.db" if request.param == "file" else None)
+    if request.param == "postgres":
+        s = open_store(request.getfixturevalue("pg_url"))
+    else:
+        s = AnnotationStore(tmp_path / "answers.db" if request.param == "file" else None)
     yield s
     s.close()
 
