@@ -253,7 +253,9 @@ class Engine:
             started = time.perf_counter()
             labelled = self.store.labelled(self.dataset)
             read_ms = (time.perf_counter() - started) * 1000
-            open_rows = self.queue.open_rows()
+            # A team's round ranks the rows out with sessions too: the others serve from it, and
+            # a process that dies leaves its rows to them.
+            open_rows = self.queue.open_rows() if self.team is None else self.queue.unanswered()
             rejected = self.tally.rejected()
             try:
                 result = self.refitter.refit(labelled, open_rows, rejected, self.round + 1,

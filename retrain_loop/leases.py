@@ -91,10 +91,11 @@ class LeaseQueue:
             given += [(i, lease) for i, lease in out if i not in refused]
             if not refused:
                 break
-            with self._lock:
+            with self._lock:  # out here until the holder's lease ends, then tried again
+                now = self.clock()
                 for index, lease in out:
                     if index in refused and self._leases.get(index) is lease:
-                        lease.session = ELSEWHERE
+                        lease.session, lease.expires = ELSEWHERE, now + refused[index]
             out = self._pick(session, n - len(given))
         else:
             self.release_rows(session, [i for i, _ in out])

@@ -6,8 +6,9 @@ revisions, the round history and the stop set are as in ``store.py``; a write th
 committed. Connections come from a ``psycopg_pool.ConnectionPool``, so request threads and the
 refit thread never wait on one another's connection.
 
-Every write also moves a counter (``changes``), so a process can tell cheaply whether another
-one stored something since it last looked (``changed_elsewhere``), as SQLite's data_version does.
+Every write also moves a counter (``changes``: one for answers, one for the rounds a team
+publishes), so a process can tell cheaply whether another one stored something since it last
+looked (``changed_elsewhere``), as SQLite's data_version does.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ _SCHEMA = [
     f"""CREATE TABLE IF NOT EXISTS {_STOP_SETS} (
         dataset text PRIMARY KEY, hashes text NOT NULL, round integer, labels text,
         predictions text)""",
-    "CREATE TABLE IF NOT EXISTS changes (id integer PRIMARY KEY, version bigint NOT NULL)",
-    "INSERT INTO changes VALUES (1, 0) ON CONFLICT DO NOTHING",
+    # version: moves with every answer stored or deleted; rounds: with every round published
+    ("CREATE TABLE IF NOT EXISTS changes (id integer PRIMARY KEY, version bigint NOT NULL, "
+    "rounds bigint NOT NULL DEFAULT 0)"),
+    "INSERT INTO changes VALUES (1, 0, 0) ON CONFLICT DO NOTHING",
 ]
 
 _UPSERT = (
@@ -91,7 +94,7 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in _SCHEMA:
                 conn.execute(statement)
-        self._seen = self._version()
+        self._seen = self._counters()
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
@@ -104,15 +107,22 @@ class PostgresStore:
         with self.pool.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def _bump(self, conn: Any) -> None:
-        """Move the change counter inside a write; a write of ours alone keeps us up to date."""
-        (version,) = conn.execute(
-            "UPDATE changes SET version = version + 1 WHERE id = 1 RETURNING version").fetchone()
-        if version == self._seen + 1:
-            self._seen = version
+    def _bump(self, conn: Any, counter: str = "version") -> None:
+        """Move a change counter inside a write; a write of ours alone keeps us up to date."""
+        column = {"version": 0, "rounds": 1}[counter]
+        now = conn.execute(f"UPDATE changes SET {counter} = {counter} + 1 WHERE id = 1 "
+                           "RETURNING version, rounds").fetchone()
+        seen = list(self._seen)
+        if now[column] == seen[column] + 1:
+            seen[column] = now[column]
+            self._seen = tuple(seen)
+
+    def _counters(self) -> tuple[int, int]:
+        return tuple(self._query("SELECT version, rounds FROM changes WHERE id = 1")[0])
 
     def _version(self) -> int:
-        return self._query("SELECT version FROM changes WHERE id = 1")[0][0]
+        """The answers' change counter."""
+        return self._counters()[0]
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -146,9 +156,9 @@ class PostgresStore:
 
     def changed_elsewhere(self) -> bool:
         """Whether another process (or ``db-in``) stored something since the last call."""
-        version = self._version()
-        changed = version != self._seen
-        self._seen = version
+        counters = self._counters()
+        changed = counters != self._seen
+        self._seen = counters
         return changed
 
     def get(self, dataset: str) -> list[dict[str, Any]]:

@@ -23,8 +23,10 @@ and whoever can write to it can already change every answer.
 from __future__ import annotations
 
 import json
+import math
 import pickle
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +48,10 @@ _TABLES = [
         payload bytea NOT NULL, made timestamptz NOT NULL DEFAULT now())""",
 ]
 
-# A lease's end by the database's clock; 'infinity' for hosts that keep rows until answered.
+# A lease's end; 'infinity' for hosts that keep rows until answered.
+_NOW = "to_timestamp(%(now)s::float8)"
 _UNTIL = ("CASE WHEN %(secs)s::float8 = 'Infinity' THEN 'infinity'::timestamptz "
-          "ELSE now() + %(secs)s::float8 * interval '1 second' END")
+          "ELSE to_timestamp(%(now)s::float8 + %(secs)s::float8) END")
 
 _CLAIM = f"""
 INSERT INTO leases AS l (dataset, input_hash, session, expires, meta)
@@ -58,35 +61,53 @@ WHERE NOT EXISTS (SELECT 1 FROM examples e WHERE e.dataset = %(dataset)s
                   AND e.input_hash = c.h AND e.answer <> 'reject')
 ON CONFLICT (dataset, input_hash) DO UPDATE
 SET session = excluded.session, expires = excluded.expires, meta = excluded.meta
-WHERE NOT l.answered AND (l.expires <= now() OR l.session = excluded.session)
+WHERE NOT l.answered AND (l.expires <= {_NOW} OR l.session = excluded.session)
 RETURNING input_hash"""
 
 
 class Claims:
-    """The rows out with a session, in the database, for every process of one dataset."""
+    """The rows out with a session, in the database, for every process of one dataset.
 
-    def __init__(self, store: PostgresStore, dataset: str, input_hashes: np.ndarray):
+    Leases run by ``clock`` (seconds since the epoch: the processes' clocks, which NTP keeps
+    within a fraction of a second of one another, against leases of minutes), so a test can
+    move time.
+    """
+
+    def __init__(self, store: PostgresStore, dataset: str, input_hashes: np.ndarray, *,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.dataset = dataset
         self.input_hashes = input_hashes
+        self.clock = clock
 
     def _hashes(self, rows: Sequence[int]) -> list[int]:
         return self.input_hashes[np.asarray(rows, dtype=np.int64)].tolist()
 
     def claim(self, session: str, rows: Sequence[int], seconds: float,
-              metas: Sequence[dict[str, Any]]) -> set[int]:
-        """Claim pool rows ``rows`` for ``session``; returns those refused (out with another
-        session, or answered)."""
+              metas: Sequence[dict[str, Any]]) -> dict[int, float]:
+        """Claim pool rows ``rows`` for ``session``; returns those refused, each with the
+        seconds until its holder's lease runs out (inf: answered, or held until answered)."""
         hashes = self._hashes(rows)
+        now = self.clock()
         claimed = {h for (h,) in self.store._query(_CLAIM, {
             "dataset": self.dataset, "session": session, "hashes": hashes, "secs": seconds,
-            "metas": [json.dumps(m, sort_keys=True) for m in metas]})}
-        return {row for row, h in zip(rows, hashes) if h not in claimed}
+            "metas": [json.dumps(m, sort_keys=True) for m in metas], "now": now})}
+        refused = {h: row for row, h in zip(rows, hashes) if h not in claimed}
+        if not refused:
+            return {}
+        left = dict.fromkeys(refused.values(), math.inf)  # no lease: an answer holds it
+        for h, answered, until in self.store._query(
+                "SELECT input_hash, answered, extract(epoch FROM expires)::float8 FROM leases "
+                "WHERE dataset = %s AND input_hash = ANY(%s)", (self.dataset, list(refused))):
+            if not answered:
+                left[refused[h]] = max(until - now, 0.0)
+        return left
 
     def release(self, session: str) -> None:
         """A session's rows are free now (a page reload, a closed tab)."""
-        self.store._query("UPDATE leases SET expires = now() WHERE dataset = %s AND session = %s "
-                          "AND NOT answered RETURNING 1", (self.dataset, session))
+        self.store._query(f"UPDATE leases SET expires = {_NOW} WHERE dataset = %(dataset)s "
+                          "AND session = %(session)s AND NOT answered RETURNING 1",
+                          {"dataset": self.dataset, "session": session, "now": self.clock()})
 
     def settle(self, rows: Sequence[int], session: str) -> None:
         """Rows answered: never claimed again, whoever holds them."""
@@ -100,9 +121,10 @@ class Claims:
     def reopen(self, rows: Sequence[int]) -> None:
         """Rows open again (a rejected suggestion, an answer taken back): claimable by anyone."""
         if len(rows):
-            self.store._query("UPDATE leases SET expires = now(), answered = false "
-                              "WHERE dataset = %s AND input_hash = ANY(%s) RETURNING 1",
-                              (self.dataset, self._hashes(rows)))
+            self.store._query(f"UPDATE leases SET expires = {_NOW}, answered = false "
+                              "WHERE dataset = %(dataset)s AND input_hash = ANY(%(hashes)s) "
+                              "RETURNING 1", {"dataset": self.dataset, "now": self.clock(),
+                                              "hashes": self._hashes(rows)})
 
     def hold(self, row: int, session: str, seconds: float, meta: dict[str, Any]) -> None:
         """Row ``row`` is out with ``session`` whoever held it (a retracted answer's row)."""
@@ -112,7 +134,7 @@ class Claims:
             "ON CONFLICT (dataset, input_hash) DO UPDATE SET session = excluded.session, "
             "expires = excluded.expires, meta = excluded.meta, answered = false RETURNING 1",
             {"dataset": self.dataset, "h": int(self.input_hashes[row]), "session": session,
-             "secs": seconds, "meta": json.dumps(meta, sort_keys=True)})
+             "secs": seconds, "meta": json.dumps(meta, sort_keys=True), "now": self.clock()})
 
     def meta(self, rows: Sequence[int], session: str) -> list[dict[str, Any] | None]:
         """What each row was served with, where ``session`` holds it (served by any process)."""
@@ -136,14 +158,15 @@ class Published:
 class Team:
     """The database's part in serving ``dataset`` from several processes."""
 
-    def __init__(self, store: PostgresStore, dataset: str, input_hashes: np.ndarray):
+    def __init__(self, store: PostgresStore, dataset: str, input_hashes: np.ndarray, *,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.dataset = dataset
         with store._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in _TABLES:
                 conn.execute(statement)
-        self.claims = Claims(store, dataset, input_hashes)
+        self.claims = Claims(store, dataset, input_hashes, clock=clock)
 
     @contextmanager
     def turn(self) -> Iterator[None]:
@@ -187,13 +210,15 @@ class Team:
                 "round = excluded.round, version = excluded.version, payload = excluded.payload, "
                 "made = now() WHERE published.round < excluded.round",
                 (self.dataset, round, version, blob))
-            self.store._bump(conn)  # the others adopt it when they next look
+            self.store._bump(conn, "rounds")  # the others adopt it when they next look
 
 
-def team_for(store: Any, dataset: str, pool: Any) -> Team | None:
+def team_for(store: Any, dataset: str, pool: Any, **options: Any) -> Team | None:
     """The team of the processes serving ``dataset`` from ``store``: None for a SQLite store,
-    which one process has to itself."""
-    return Team(store, dataset, pool.input_hashes) if isinstance(store, PostgresStore) else None
+    which one process has to itself. ``options``: ``Team``'s (its ``clock``)."""
+    if not isinstance(store, PostgresStore):
+        return None
+    return Team(store, dataset, pool.input_hashes, **options)
 
 
 def payload_of(refit: Refit, input_hashes: np.ndarray, refit_ms: float,

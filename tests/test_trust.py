@@ -11,7 +11,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import RGB, rgb_label, rgb_rows, write_jsonl
+from conftest import RGB, STORES, rgb_label, rgb_rows, store_target, write_jsonl
 from scipy.stats import chisquare
 
 from retrain_loop.audit import SOURCES, AuditDraw, AuditError
@@ -22,6 +22,12 @@ from retrain_loop.importing import import_file
 from retrain_loop.simulate import estimate_coverage, stop_summary
 from retrain_loop.stopping import STOPPED, StopRule, StopRuleError, choose_stop_set, kappa
 from retrain_loop.store import AnnotationStore
+
+
+@pytest.fixture(params=STORES)
+def db_target(request, tmp_path):
+    """Every test here runs on a SQLite file and on PostgreSQL."""
+    return store_target(request, tmp_path)
 
 
 def answer_all(tasks):
@@ -387,18 +393,18 @@ def test_stop_is_suggested_once_predictions_settle(make_engine):
 
 # -- status, from the database alone -----------------------------------------------------------
 
-def test_status_on_a_database_without_audit_answers_says_so(make_engine, tmp_path):
+def test_status_on_a_database_without_audit_answers_says_so(make_engine, db_target):
     engine = make_engine(rgb_rows(300), features=["r", "g", "b"], background=False, audit=0.0)
     label(engine, batches=3)
-    result = CliRunner().invoke(main, ["status", "test", "--db", str(tmp_path / "answers.db")])
+    result = CliRunner().invoke(main, ["status", "test", "--db", str(db_target)])
     assert result.exit_code == 0, result.output
     assert "no audit answers yet" in result.output and "%" not in result.output.split("\n")[1]
     data = json.loads(CliRunner().invoke(main, ["status", "test", "--db",
-                                                str(tmp_path / "answers.db"), "--json"]).output)
+                                                str(db_target), "--json"]).output)
     assert data["estimate"]["accuracy"] is None and data["n_labels"] == 30
 
 
-def test_status_recomputes_what_the_server_showed(make_engine, tmp_path):
+def test_status_recomputes_what_the_server_showed(make_engine, db_target):
     engine = make_engine(rgb_rows(500), features=["r", "g", "b"], background=False, audit=0.3)
     label(engine, batches=8)
     live = engine.stats()
@@ -407,7 +413,7 @@ def test_status_recomputes_what_the_server_showed(make_engine, tmp_path):
     assert report["estimate"] == live["estimate"]
     assert report["stop"] == live["stop"]
     assert report["history"] == live["history"]
-    result = CliRunner().invoke(main, ["status", "test", "--db", str(tmp_path / "answers.db")])
+    result = CliRunner().invoke(main, ["status", "test", "--db", str(db_target)])
     assert result.exit_code == 0
     est = live["estimate"]
     assert f"Accuracy: {est['accuracy']:.3f} (95% interval {est['low']:.3f}" in result.output
