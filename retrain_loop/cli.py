@@ -15,6 +15,7 @@ import click
 from . import __version__
 from .answers import AnswerError
 from .audit import AuditError
+from .dask_scoring import DaskError
 from .engine import Engine
 from .keys import KeysError
 from .models import ModelError
@@ -22,6 +23,7 @@ from .offline import STDOUT, OfflineError
 from .options import (
     ESTIMATE,
     ROUND,
+    dask_option,
     estimate_options,
     jsonl_out_option,
     offline_options,
@@ -50,7 +52,7 @@ def db_option(fn):
         "(several servers on one dataset; needs retrain-loop[postgres]).")(fn)
 _USER_ERRORS = (PoolError, ModelError, EngineError, StrategyError, StoreError, AnswerError,
                 OfflineError, ModelFileError, AuditError, StopRuleError, SimulationError,
-                KeysError, ListenError)
+                KeysError, ListenError, DaskError)
 # Below this many rows a file is written before a progress bar would have drawn itself.
 _PROGRESS_ROWS = 20_000
 
@@ -124,6 +126,7 @@ def main() -> None:
 @setting_options("model", "strategy", "mode", "batch_size", "explore", "prefer", "seed",
                  "lease_seconds", "update", "audit", *ESTIMATE, *ROUND,
                  batch_size={"type": click.IntRange(1, 200)})
+@dask_option
 @click.option("--keys", help="The keys that pick the labels, one character per label in order "
               "(default: 1-9, 0, then q, w, e, ... as on a keyboard).")
 @click.option("--token", envvar="RETRAIN_LOOP_TOKEN", show_envvar=True,
@@ -281,6 +284,7 @@ def _shown(out_path: str) -> str:
 @rows_out_option
 @click.option("--top", type=click.IntRange(min=1), help="Write only the N most useful rows.")
 @setting_options("strategy", "prefer")
+@dask_option
 def score(pool_path, annotations, dataset, out_path, labels, features, id_column, top, **settings):
     """Fit on the answers so far and write POOL's unanswered rows, most useful first.
 
@@ -338,7 +342,8 @@ def train(pool_path, annotations, dataset, out_path, labels, features, id_column
 @click.option("--id-column", default="id", show_default=True, help="Column holding each row's id.")
 @click.option("--trust", is_flag=True,
               help="Load types off the allowlist, which can run code: only for files you made.")
-def predict(model_path, pool_path, out_path, features, id_column, trust):
+@dask_option
+def predict(model_path, pool_path, out_path, features, id_column, trust, dask):
     """Label every row of POOL with a saved model, with each label's probability.
 
     Example: retrain-loop predict colours.skops colours.jsonl --out predictions.csv
@@ -351,7 +356,7 @@ def predict(model_path, pool_path, out_path, features, id_column, trust):
         for difference in version_differences(saved):
             click.echo(f"Warning: {difference}; predictions may differ", err=True)
         pool = offline.pool_for_model(saved, pool_path, _split(features), id_column)
-        rows = offline.predict(saved, pool)
+        rows = offline.predict(saved, pool, dask=dask)
         n = _write_rows(out_path, rows)
     click.echo(f"Wrote {n} predictions to {_shown(out_path)} "
                f"(labels: {', '.join(saved.labels)})", err=True)

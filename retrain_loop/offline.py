@@ -134,27 +134,40 @@ def labels_from(store: AnnotationStore, dataset: str, labels: list[str] | None =
 
 def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
                   **options: Any) -> Engine:
-    """An engine that has refitted on every answer, in the foreground."""
+    """An engine that has refitted on every answer, in the foreground; ``close_engine`` it."""
     # A one-off fit is not a round of the dataset's history: that stays the server's.
     engine = Engine(pool, store, dataset, labels, EngineSettings(**options), background=False,
-                    state=AnnotationStore(None)).start()
-    if engine.model_ is None:
-        engine.close()
-        raise OfflineError(_no_model_reason(engine))
+                    state=AnnotationStore(None))
+    try:
+        engine.start()
+        if engine.model_ is None:
+            raise OfflineError(_no_model_reason(engine))
+    except BaseException:
+        close_engine(engine)
+        raise
     return engine
 
 
+def close_engine(engine: Engine) -> None:
+    """Close an engine and let go of the Dask cluster its refitter scored on, if any."""
+    engine.close()
+    engine.refitter.close()
+
+
 def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *,
-          top: int | None = None, **options: Any) -> list[dict[str, Any]]:
+          top: int | None = None, dask: Any = None, **options: Any) -> list[dict[str, Any]]:
     """The unanswered rows, most informative first, each with ``score``, ``label``, ``probs``.
 
-    ``options`` are settings (``EngineSettings``): model, strategy, prefer, seed, ...
+    ``options`` are settings (``EngineSettings``): model, strategy, prefer, seed, ... With
+    ``dask`` (``local``, a scheduler's address or a ``distributed.Client``) the model is fitted
+    here and the open rows are scored on that cluster, then ranked here as they would be after
+    scoring them here.
     """
-    engine = fitted_engine(pool, store, dataset, labels, **options)
+    engine = fitted_engine(pool, store, dataset, labels, dask=dask, **options)
     try:
         return ranked(engine, top)
     finally:
-        engine.close()
+        close_engine(engine)
 
 
 def ranked(engine: Engine, top: int | None = None) -> ScoredRows:
@@ -238,10 +251,22 @@ def pool_for_model(saved: SavedModel, path: str | Path, features: list[str] | No
     return pool
 
 
-def predict(saved: SavedModel, pool: Pool) -> ScoredRows:
-    """Every row of the pool with the model's ``label`` and each label's probability."""
+def predict(saved: SavedModel, pool: Pool, dask: Any = None) -> ScoredRows:
+    """Every row of the pool with the model's ``label`` and each label's probability; scored on
+    the Dask cluster ``dask`` if given (``local``, an address or a ``distributed.Client``)."""
     check_features(saved, pool)
     labels = saved.labels
+    if dask is not None:
+        from .dask_scoring import DaskError, DaskPool
+
+        with DaskPool.open(dask, pool) as cluster:
+            try:
+                proba = cluster.probabilities(saved.estimator, len(labels))
+            except (PoolError, DaskError):
+                raise
+            except ValueError as e:  # from label_probabilities on a worker, as below
+                raise ModelFileError(f"the saved model cannot score this pool: {e}") from e
+        return ScoredRows(pool, np.arange(len(pool)), labels, proba)
     proba = np.empty((len(pool), len(labels)), dtype=np.float64)
     try:
         for a in range(0, len(pool), PREDICT_SLICE):  # slices: no copy of X in any intermediate

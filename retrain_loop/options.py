@@ -35,6 +35,7 @@ TYPES: dict[str, Any] = {
     "stop_window": click.IntRange(min=1),
     "round_sample": click.IntRange(min=0),
     "round_head": click.IntRange(min=0),
+    "dask": str,
 }
 # How big a refit round is in a large pool, wherever rounds run.
 ROUND = ("round_sample", "round_head")
@@ -68,6 +69,11 @@ def model_option(command: Callable) -> Callable:
 
 
 estimate_options = setting_options(*ESTIMATE)
+
+
+def dask_option(command: Callable) -> Callable:
+    """``--dask SCHEDULER``: score on a Dask cluster (``local`` starts one on this machine)."""
+    return setting_option("dask", metavar="SCHEDULER")(command)
 
 
 def _check_rows_out(ctx, param, value):

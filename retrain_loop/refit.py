@@ -10,6 +10,10 @@ A round scores every open row, or, in a pool larger than ``round_sample + round_
 candidate set: a fresh uniform sample of ``round_sample`` open rows and the best rows the serving
 model has found (``head``: its own round's head and what the background sweep, ``sweep.py``,
 found since). So a round costs the same at 100k rows and at 10M, and its head is fresh.
+
+With ``settings.dask`` (a scheduler), a round that scores every open row by design
+(``round_sample`` 0, as offline scoring does) has the pool scored on that Dask cluster
+(``dask_scoring.py``); ``close`` lets go of it.
 """
 
 from __future__ import annotations
@@ -82,6 +86,14 @@ class Refitter:
         self._scale: np.ndarray | None = None  # feature spreads, for telling copies apart
         self._discovery_rounds = 0  # rounds that gave part of their head to far rows
         self._fed: set[tuple[int, str]] = set()  # pairs the serving model's partial_fit saw
+        # With settings.dask, a round that scores every open row by design (round_sample 0:
+        # offline scoring) scores the pool on the cluster, and the sweep (sweep.py) rescores
+        # there; the workers read their partitions of the pool file themselves.
+        self.dask = None
+        if settings.dask:
+            from .dask_scoring import DaskPool
+
+            self.dask = DaskPool.open(settings.dask, pool)
 
     def training_data(self, labelled: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
         """Features and label indices for ``(input_hash, label)`` pairs whose rows are in the pool."""
@@ -144,7 +156,11 @@ class Refitter:
             fit_done = time.perf_counter()
             candidates, sampled = self.candidates(open_rows, head)
             extra = _missing(also, candidates)
-            proba = self.predict(model, np.concatenate([candidates, extra]))
+            rows = np.concatenate([candidates, extra])
+            if self.dask is not None and self.round_sample == 0:
+                proba = self.dask.probabilities(model, len(self.labels), rows)
+            else:
+                proba = self.predict(model, rows)
             proba, extra_proba = proba[:len(candidates)], proba[len(candidates):]
             proba = exclude_labels(proba, candidates, rejected)
         score_done = time.perf_counter()
@@ -182,6 +198,12 @@ class Refitter:
         if self.settings.prefer is not None:
             utility = prefer_label(utility, proba, self.label_index[self.settings.prefer])
         return utility
+
+    def close(self) -> None:
+        """Let go of the Dask cluster, if scoring used one (a LocalCluster it started stops)."""
+        if self.dask is not None:
+            self.dask.close()
+            self.dask = None
 
     def adopt(self, refit: Refit) -> None:
         """The engine serves ``refit``'s model from now on: an incremental update goes on from

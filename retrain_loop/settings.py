@@ -90,6 +90,11 @@ class EngineSettings:
         StopRule.threshold, "Mean kappa between rounds' stop-set predictions that suggests "
         "stopping.")
     stop_window: int = _setting(StopRule.window, "Rounds the mean kappa is taken over.")
+    dask: str | None = _setting(
+        None, "Score the pool on a Dask cluster: local starts a 2-worker LocalCluster on this "
+        "machine, or give a scheduler's address (tcp://host:8786). The workers read CSV and "
+        "Parquet pools themselves (at the same path); other pools are sent from here. Scoring "
+        "every row (score, predict) and the background rescoring (serve) run there.")
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:

@@ -16,6 +16,12 @@ sweep can finish (LightGBM on a million rows), successive sweeps still cover all
 worker thread (``background=False``: offline scoring, simulations, the Prodigy recipe) nothing
 calls ``step``: the head is the last round's own. Thread-safe: ``begin`` and ``head`` may run on
 another thread than ``step``, and never wait for a slice to be scored.
+
+With a Dask cluster (``settings.dask``: the refitter's ``dask``), a sweep's slices are the pool's
+partitions (``dask_scoring.py``): the first step sends the model and the partitions that hold
+rows to sweep, a few per worker at a time, and each step takes the next partition's
+probabilities if they come within ``DASK_WAIT`` seconds, so a refit request waits that long at
+most. The workers read the pool file themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .refit import PREDICT_SLICE, Refit, Refitter
 from .strategies import exclude_labels
 
 _THREADS = ThreadpoolController()
+DASK_WAIT = 0.2  # seconds a step waits for a partition from the cluster
 
 
 class Sweep:
@@ -53,6 +60,8 @@ class Sweep:
         self._best_utility = np.empty(0, dtype=np.float64)
         self.n_scored: int | None = None  # rows the serving model scored; None before one
         self.n_unscored = 0  # rows open at its round that it has not scored yet
+        self._stream: Any = None  # this sweep's partitions on the Dask cluster, if any
+        self._stream_generation = 0
 
     def begin(self, refit: Refit, open_rows: np.ndarray, rejected: dict[int, set[int]]) -> None:
         """``refit``'s model serves now, having scored its candidates of ``open_rows``: sweep
@@ -86,6 +95,8 @@ class Sweep:
 
     def step(self) -> bool:
         """Score the next slice of the pool; False when nothing is left to sweep."""
+        if self.refitter.dask is not None:
+            return self._dask_step()
         with self._lock:
             todo, model, generation = self._todo, self._model, self._generation
             rejected = self._rejected
@@ -104,11 +115,59 @@ class Sweep:
         with self._lock:
             if generation != self._generation:  # a new round began meanwhile: its sweep now
                 return True
-            self._best_rows, self._best_utility = _top(
-                np.concatenate([self._best_rows, rows]),
-                np.concatenate([self._best_utility, utility]), self.size)
-            self.n_scored += len(rows)
-            self.n_unscored -= len(rows)
+            self._keep(rows, utility)
+            return self._left > 0
+
+    def _keep(self, rows: np.ndarray, utility: np.ndarray) -> None:  # under the lock
+        self._best_rows, self._best_utility = _top(
+            np.concatenate([self._best_rows, rows]),
+            np.concatenate([self._best_utility, utility]), self.size)
+        self.n_scored += len(rows)
+        self.n_unscored -= len(rows)
+
+    def _dask_step(self) -> bool:
+        """Take the next partition scored on the cluster, if it comes within ``DASK_WAIT``."""
+        dask = self.refitter.dask
+        with self._lock:
+            todo, model, generation = self._todo, self._model, self._generation
+            rejected = self._rejected
+            stream = self._stream
+            if stream is None or self._stream_generation != generation:
+                if stream is not None:  # the last round's: this round's sweep scores its rows
+                    stream.cancel()
+                    self._stream = stream = None
+                if self._left <= 0:
+                    return False
+                order = dask.plan(todo, self._cursor)
+                self._left = sum(len(dask.parts[i]) for i in order)
+                if not order:
+                    return False
+        if stream is None:  # sent outside the lock: begin and head never wait for it
+            stream = dask.stream(model, len(self.refitter.labels), order)
+            with self._lock:
+                if generation != self._generation:
+                    stream.cancel()
+                    return True
+                self._stream, self._stream_generation = stream, generation
+        try:
+            taken = stream.next(timeout=DASK_WAIT)
+        except Exception:
+            with self._lock:  # the cluster failed: this sweep stops; the next round's tries again
+                stream.cancel()
+                self._left = 0
+            raise
+        if taken is None:
+            return not stream.done
+        part, proba = taken
+        rows = part.start + np.flatnonzero(todo[part.start:part.stop])
+        proba = exclude_labels(proba[rows - part.start], rows, rejected)
+        utility = self.refitter.utility(proba, self._rng)
+        with self._lock:
+            if generation != self._generation:
+                return True
+            self._keep(rows, utility)
+            self._cursor = part.stop % len(todo)
+            self._left = stream.rows_left
             return self._left > 0
 
 
