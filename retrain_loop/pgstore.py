@@ -6,14 +6,16 @@ revisions, the round history and the stop set are as in ``store.py``; a write th
 committed. Connections come from a ``psycopg_pool.ConnectionPool``, so request threads and the
 refit thread never wait on one another's connection.
 
-Every write also moves a counter (``changes``: one for answers, one for the rounds a team
-publishes), so a process can tell cheaply whether another one stored something since it last
-looked (``changed_elsewhere``), as SQLite's data_version does.
+Every write also moves a counter once it has committed (a sequence: one for answers, one for the
+rounds a team publishes), so a process can tell cheaply whether another one stored something
+since it last looked (``changed_elsewhere``), as SQLite's data_version does: a counter read
+before a read of the answers vouches for every write it counts.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -43,15 +45,18 @@ _SCHEMA = [
     f"""CREATE TABLE IF NOT EXISTS {_STOP_SETS} (
         dataset text PRIMARY KEY, hashes text NOT NULL, round integer, labels text,
         predictions text)""",
-    # version: moves with every answer stored or deleted; rounds: with every round published
-    ("CREATE TABLE IF NOT EXISTS changes (id integer PRIMARY KEY, version bigint NOT NULL, "
-    "rounds bigint NOT NULL DEFAULT 0)"),
-    "INSERT INTO changes VALUES (1, 0, 0) ON CONFLICT DO NOTHING",
+    # Moved after every write of answers, and of the rounds a team publishes: sequences, which
+    # no transaction waits on (a counter row would make every writer of every process queue).
+    "CREATE SEQUENCE IF NOT EXISTS answer_changes",
+    "CREATE SEQUENCE IF NOT EXISTS round_changes",
 ]
 
+# One statement for a whole batch (atomic by itself: no BEGIN and COMMIT to wait for).
 _UPSERT = (
     f"INSERT INTO {_TABLE} (dataset, session_id, task_hash, input_hash, answer, label, "
-    "timestamp, answer_key, content, source) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "timestamp, answer_key, content, source) SELECT * FROM unnest(%s::text[], %s::text[], "
+    "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], "
+    "%s::text[], %s::text[]) "
     "ON CONFLICT (dataset, session_id, task_hash) DO UPDATE SET "
     "input_hash = excluded.input_hash, answer = excluded.answer, label = excluded.label, "
     "timestamp = excluded.timestamp, answer_key = excluded.answer_key, "
@@ -94,6 +99,7 @@ class PostgresStore:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for statement in _SCHEMA:
                 conn.execute(statement)
+        self._seen_lock = threading.Lock()
         self._seen = self._counters()
 
     @contextmanager
@@ -107,18 +113,20 @@ class PostgresStore:
         with self.pool.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def _bump(self, conn: Any, counter: str = "version") -> None:
-        """Move a change counter inside a write; a write of ours alone keeps us up to date."""
-        column = {"version": 0, "rounds": 1}[counter]
-        now = conn.execute(f"UPDATE changes SET {counter} = {counter} + 1 WHERE id = 1 "
-                           "RETURNING version, rounds").fetchone()
-        seen = list(self._seen)
-        if now[column] == seen[column] + 1:
-            seen[column] = now[column]
-            self._seen = tuple(seen)
+    def _bump(self, counter: str = "answer_changes") -> None:
+        """Move a change counter after a write committed; a write of ours alone keeps us up
+        to date."""
+        column = ("answer_changes", "round_changes").index(counter)
+        (now,) = self._query("SELECT nextval(%s)", (counter,))[0]
+        with self._seen_lock:
+            seen = list(self._seen)
+            if now == seen[column] + 1:
+                seen[column] = now
+                self._seen = tuple(seen)
 
     def _counters(self) -> tuple[int, int]:
-        return tuple(self._query("SELECT version, rounds FROM changes WHERE id = 1")[0])
+        return tuple(self._query("SELECT (SELECT last_value FROM answer_changes), "
+                                 "(SELECT last_value FROM round_changes)")[0])
 
     def _version(self) -> int:
         """The answers' change counter."""
@@ -132,24 +140,22 @@ class PostgresStore:
         rows = [_to_row(dataset, eg) for eg in examples]
         if not rows:
             return 0
-        with self._transaction() as conn:
-            cur = conn.cursor()
-            changed = 0
-            for row in rows:  # executemany's rowcount is not the sum in every psycopg release
-                cur.execute(_UPSERT, row)
-                changed += cur.rowcount
-            if changed:
-                self._bump(conn)
+        # One row per task: a task answered twice in one batch keeps its last answer, as
+        # storing them one after the other would.
+        rows = list({row[:3]: row for row in rows}.values())
+        with self.pool.connection() as conn:
+            changed = conn.execute(_UPSERT, [list(column) for column in zip(*rows)]).rowcount
+        if changed:
+            self._bump()
         return changed
 
     def remove(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
         """Delete a session's answer to a task (an undo); returns the record removed, if any."""
-        with self._transaction() as conn:
-            row = conn.execute(
-                f"DELETE FROM {_TABLE} WHERE dataset = %s AND session_id = %s AND task_hash = %s "
-                "RETURNING content", (dataset, session, task_hash)).fetchone()
-            if row is not None:
-                self._bump(conn)
+        rows = self._query(f"DELETE FROM {_TABLE} WHERE dataset = %s AND session_id = %s "
+                           "AND task_hash = %s RETURNING content", (dataset, session, task_hash))
+        row = rows[0] if rows else None
+        if row is not None:
+            self._bump()
         return json.loads(row[0]) if row is not None else None
 
     # -- reads --------------------------------------------------------------------------------
@@ -157,8 +163,9 @@ class PostgresStore:
     def changed_elsewhere(self) -> bool:
         """Whether another process (or ``db-in``) stored something since the last call."""
         counters = self._counters()
-        changed = counters != self._seen
-        self._seen = counters
+        with self._seen_lock:
+            changed = counters != self._seen
+            self._seen = counters
         return changed
 
     def get(self, dataset: str) -> list[dict[str, Any]]:

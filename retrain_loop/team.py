@@ -210,7 +210,7 @@ class Team:
                 "round = excluded.round, version = excluded.version, payload = excluded.payload, "
                 "made = now() WHERE published.round < excluded.round",
                 (self.dataset, round, version, blob))
-            self.store._bump(conn, "rounds")  # the others adopt it when they next look
+        self.store._bump("round_changes")  # the others adopt it when they next look
 
 
 def team_for(store: Any, dataset: str, pool: Any, **options: Any) -> Team | None:
