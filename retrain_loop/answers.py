@@ -219,19 +219,35 @@ class Answered:
     @classmethod
     def read(cls, records: Iterable[dict[str, Any]], pool: Pool,
              label_index: Mapping[str, int]) -> Answered:
+        return cls.summarised((summary(record) for record in records), pool, label_index)
+
+    @classmethod
+    def summarised(cls, summaries: Iterable[tuple], pool: Pool,
+                   label_index: Mapping[str, int]) -> Answered:
+        """From ``summary`` tuples, which a store can give without parsing every record."""
         rows = np.zeros(len(pool), dtype=bool)
         latest: dict[tuple[str, int], str] = {}
         rejected: dict[int, set[int]] = {}
         unmatched = 0
-        for record in records:
-            index = pool.index_of(record.get("_input_hash"))
-            said_not = (record.get("meta") or {}).get("rejected_label")
+        for input_hash, sid, task, answer, first, said_not in summaries:
+            index = pool.index_of(input_hash)
             if index is None:
                 unmatched += 1
-            elif said_not in label_index and record.get("answer") == "reject":
+            elif said_not in label_index and answer == "reject":
                 # "Not this label" (a binary answer, imported): still a row to label.
                 rejected.setdefault(index, set()).add(label_index[said_not])
             else:
                 rows[index] = True
-            latest[(record.get("_session_id", ""), record.get("_task_hash"))] = outcome(record)
+            latest[(sid, task)] = (str(first) if answer == "accept" and first is not None
+                                   else f"_{answer}")
         return cls(rows, latest, rejected, unmatched)
+
+
+def summary(record: dict[str, Any]) -> tuple:
+    """What ``Answered`` needs of a record: ``(input_hash, session id, task hash, answer, first
+    accepted label or None, rejected_label of its meta or None)``."""
+    accept = record.get("accept")
+    meta = record.get("meta")
+    return (record.get("_input_hash"), record.get("_session_id", ""), record.get("_task_hash"),
+            record.get("answer"), accept[0] if isinstance(accept, list) and accept else None,
+            meta.get("rejected_label") if isinstance(meta, dict) else None)

@@ -83,7 +83,7 @@ def _psycopg():
 class PostgresStore:
     """Answers per dataset in a PostgreSQL database, at ``url`` (``postgresql://...``)."""
 
-    def __init__(self, url: str, *, max_connections: int = 8):
+    def __init__(self, url: str, *, max_connections: int = 16):
         psycopg, psycopg_pool = _psycopg()
         self.url = url
         self.path = None  # not a file: hosts that name the file say the URL instead
@@ -172,6 +172,14 @@ class PostgresStore:
         rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s ORDER BY id",
                            (dataset,))
         return [json.loads(content) for (content,) in rows]
+
+    def summaries(self, dataset: str) -> list[tuple]:
+        """``answers.summary`` of every record, in storage order: the server parses them."""
+        return self._query(
+            f"SELECT input_hash, session_id, task_hash, answer, j -> 'accept' ->> 0, "
+            f"j -> 'meta' ->> 'rejected_label' FROM {_TABLE}, "
+            "LATERAL (SELECT content::json AS j) AS parsed WHERE dataset = %s ORDER BY id",
+            (dataset,))
 
     def labelled(self, dataset: str) -> list[tuple[int, str]]:
         """``(input_hash, label)`` of every accepted single-label answer, in storage order."""

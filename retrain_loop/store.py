@@ -181,6 +181,13 @@ class AnnotationStore:
         rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? ORDER BY id", (dataset,))
         return [json.loads(content) for (content,) in rows]
 
+    def summaries(self, dataset: str) -> list[tuple]:
+        """``answers.summary`` of every record, in storage order, without parsing them here."""
+        return self._query(
+            f"SELECT input_hash, session_id, task_hash, answer, "
+            "json_extract(content, '$.accept[0]'), json_extract(content, '$.meta.rejected_label') "
+            f"FROM {_TABLE} WHERE dataset = ? ORDER BY id", (dataset,))
+
     def labelled(self, dataset: str) -> list[tuple[int, str]]:
         """``(input_hash, label)`` of every accepted single-label answer, in storage order.
 

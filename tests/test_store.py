@@ -221,3 +221,31 @@ def test_a_database_from_before_audit_answers_gains_the_source_column(tmp_path):
         new = dict(old, _input_hash=2, _task_hash=22, meta={"source": "audit", "predicted": "red"})
         assert store.add("ds", [new]) == 1
         assert [r["_input_hash"] for r in store.audited("ds")] == [2]
+
+
+def test_summaries_say_what_the_records_say(store, tmp_path):
+    from conftest import rgb_rows, write_jsonl
+
+    from retrain_loop.answers import Answered
+    from retrain_loop.pool import load_pool
+
+    pool = load_pool(write_jsonl(tmp_path / "pool.jsonl", rgb_rows(10)), features=["r", "g", "b"])
+    records = []
+    for i, (answer, extra) in enumerate([
+            ("accept", {"accept": ["red"]}), ("accept", {"accept": ["green", "blue"]}),
+            ("reject", {"meta": {"rejected_label": "blue"}}), ("reject", {}),
+            ("ignore", {"meta": {"source": "audit"}}), ("accept", {"accept": []})]):
+        h = int(pool.input_hashes[i])
+        records.append({"_input_hash": h, "_task_hash": task_hash(h, LABELS), "answer": answer,
+                        "_session_id": f"ds-s{i % 2}", "accept": [], **extra})
+    records.append({**record(99), "_session_id": "ds-s0"})  # no row of this pool
+    store.add("ds", records)
+    index = {label: i for i, label in enumerate(LABELS)}
+    parsed = Answered.read(store.get("ds"), pool, index)
+    summarised = Answered.summarised(store.summaries("ds"), pool, index)
+    assert summarised.rows.tolist() == parsed.rows.tolist()
+    assert summarised.latest == parsed.latest
+    assert summarised.rejected == parsed.rejected == {2: {2}}
+    assert summarised.unmatched == parsed.unmatched == 1
+    assert sorted(parsed.latest.values()) == ["_accept", "_ignore", "_reject", "_reject",
+                                               "green", "red", "red"]
