@@ -225,12 +225,13 @@ class Answered:
     def summarised(cls, summaries: Iterable[tuple], pool: Pool,
                    label_index: Mapping[str, int]) -> Answered:
         """From ``summary`` tuples, which a store can give without parsing every record."""
+        summaries = list(summaries)
         rows = np.zeros(len(pool), dtype=bool)
         latest: dict[tuple[str, int], str] = {}
         rejected: dict[int, set[int]] = {}
         unmatched = 0
-        for input_hash, sid, task, answer, first, said_not in summaries:
-            index = pool.index_of(input_hash)
+        for (input_hash, sid, task, answer, first, said_not), index in zip(
+                summaries, _pool_rows(pool, [s[0] for s in summaries])):
             if index is None:
                 unmatched += 1
             elif said_not in label_index and answer == "reject":
@@ -241,6 +242,13 @@ class Answered:
             latest[(sid, task)] = (str(first) if answer == "accept" and first is not None
                                    else f"_{answer}")
         return cls(rows, latest, rejected, unmatched)
+
+
+def _pool_rows(pool: Pool, hashes: list[Any]) -> list[int | None]:
+    """``pool.index_of`` of each hash: at once where every hash is an int64."""
+    if hashes and all(type(h) is int and -(2**63) <= h < 2**63 for h in hashes):
+        return [None if i < 0 else i for i in pool.indices_of(np.array(hashes)).tolist()]
+    return [pool.index_of(h) for h in hashes]
 
 
 def summary(record: dict[str, Any]) -> tuple:

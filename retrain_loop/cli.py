@@ -187,6 +187,10 @@ def serve(dataset, pool_path, labels, features, id_column, db_path, host, port, 
     if exposed:
         click.echo(f"Listening on {host}: anyone who can reach port {port} and has the token can "
                    "read every row and answer. Share the URL only with annotators.", err=True)
+    # Request threads wait on the database and the network while the refit thread computes;
+    # handing the GIL over every 1 ms instead of 5 ms spares them queueing behind it
+    # (BENCHMARKS.md, "Team: several servers").
+    sys.setswitchinterval(0.001)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     try:
         server.run(sockets=sockets)
