@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 
+from .answers import summary
 from .estimate import AUDIT
 from .store import _ROUNDS, _STOP_SETS, _TABLE, StoreError, _to_row
 
@@ -35,7 +36,8 @@ _SCHEMA = [
         id bigserial PRIMARY KEY, dataset text NOT NULL, session_id text NOT NULL,
         task_hash bigint NOT NULL, input_hash bigint NOT NULL, answer text NOT NULL,
         label text, timestamp bigint NOT NULL, answer_key bigint NOT NULL, content text NOT NULL,
-        source text, UNIQUE (dataset, session_id, task_hash))""",
+        source text, first_accept text, rejected_label text,
+        UNIQUE (dataset, session_id, task_hash))""",
     f"CREATE INDEX IF NOT EXISTS {_TABLE}_input ON {_TABLE} (dataset, input_hash)",
     (f"CREATE INDEX IF NOT EXISTS {_TABLE}_labelled ON {_TABLE} (dataset, id) "
     "INCLUDE (input_hash, label)"),
@@ -56,15 +58,25 @@ _SCHEMA = [
 # One statement for a whole batch (atomic by itself: no BEGIN and COMMIT to wait for).
 _UPSERT = (
     f"INSERT INTO {_TABLE} (dataset, session_id, task_hash, input_hash, answer, label, "
-    "timestamp, answer_key, content, source) SELECT * FROM unnest(%s::text[], %s::text[], "
-    "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::bigint[], "
-    "%s::text[], %s::text[]) "
+    "timestamp, answer_key, content, source, first_accept, rejected_label) SELECT * FROM "
+    "unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], "
+    "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
     "ON CONFLICT (dataset, session_id, task_hash) DO UPDATE SET "
     "input_hash = excluded.input_hash, answer = excluded.answer, label = excluded.label, "
     "timestamp = excluded.timestamp, answer_key = excluded.answer_key, "
-    "content = excluded.content, source = excluded.source "
+    "content = excluded.content, source = excluded.source, "
+    "first_accept = excluded.first_accept, rejected_label = excluded.rejected_label "
     f"WHERE {_TABLE}.answer_key IS DISTINCT FROM excluded.answer_key"
 )
+
+
+def _row(dataset: str, eg: dict[str, Any]) -> tuple:
+    """``store._to_row``'s columns and what ``summaries`` gives of the record (so a team's
+    refit, which reads them every round, has no JSON to parse)."""
+    row = _to_row(dataset, eg)
+    first, said_not = summary(eg)[4:]
+    return (*row, None if first is None else str(first),
+            said_not if isinstance(said_not, str) else None)
 
 
 def is_url(target: Any) -> bool:
@@ -141,7 +153,7 @@ class PostgresStore:
     def add(self, dataset: str, examples: Iterable[dict[str, Any]]) -> int:
         """Store answer records; returns how many were new or changed. All are checked before
         any is written, so a bad one stores nothing."""
-        rows = [_to_row(dataset, eg) for eg in examples]
+        rows = [_row(dataset, eg) for eg in examples]
         if not rows:
             return 0
         # One row per task: a task answered twice in one batch keeps its last answer, as
@@ -184,12 +196,10 @@ class PostgresStore:
         return [json.loads(content) for (content,) in rows]
 
     def summaries(self, dataset: str) -> list[tuple]:
-        """``answers.summary`` of every record, in storage order: the server parses them."""
+        """``answers.summary`` of every record, in storage order, from their own columns."""
         return self._query(
-            f"SELECT input_hash, session_id, task_hash, answer, j -> 'accept' ->> 0, "
-            f"j -> 'meta' ->> 'rejected_label' FROM {_TABLE}, "
-            "LATERAL (SELECT content::json AS j) AS parsed WHERE dataset = %s ORDER BY id",
-            (dataset,))
+            f"SELECT input_hash, session_id, task_hash, answer, first_accept, rejected_label "
+            f"FROM {_TABLE} WHERE dataset = %s ORDER BY id", (dataset,))
 
     def labelled(self, dataset: str) -> list[tuple[int, str]]:
         """``(input_hash, label)`` of every accepted single-label answer, in storage order."""
