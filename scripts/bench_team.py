@@ -240,10 +240,24 @@ def report(runs: list[dict], args, elapsed: float) -> str:
             f"{r['rounds']} | "
             f"{r['cpu']['servers']:.2f} / {r['cpu']['postgres']:.2f} / "
             f"{r['cpu']['annotators']:.2f} |")
+    def per_answer(servers):  # core-milliseconds of every process, per acknowledged answer
+        return statistics.median(1000 * sum(r["cpu"].values()) / r["throughput"]
+                                 for r in runs if r["servers"] == servers)
+
+    cores_one = statistics.median(sum(r["cpu"].values()) for r in runs if r["servers"] == 1)
+    ceiling = 2 / (per_answer(2) * med(1, "throughput") / 1000)
     lines += [
         "", (f"Median throughput: one server {med(1, 'throughput'):.1f} answers/s, two "
         f"{med(2, 'throughput'):.1f}: **{ratio:.2f}x** (target 1.6x). Median p50 latency "
         f"{med(1, 'p50_ms'):.1f} ms and {med(2, 'p50_ms'):.1f} ms."),
+        "", (f"Why not more: everything here shares 2 cores. With one server the servers, "
+             f"PostgreSQL and the annotators already keep {cores_one:.2f} cores busy; with two, "
+             f"an answer costs {per_answer(2):.2f} core-ms in all (one server: "
+             f"{per_answer(1):.2f}; the rest is the second server adopting the other's rounds "
+             "and claims that meet), so two servers cannot go past "
+             f"{ceiling:.2f}x one on this machine, whatever they do. A machine with more cores "
+             "than processes would show what two servers give when each has a core of its "
+             "own; that is not measured here."),
     ]
     return "\n".join(lines) + "\n"
 
