@@ -20,11 +20,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import Any
 
 from .answers import summary
-from .estimate import AUDIT
-from .store import _ROUNDS, _STOP_SETS, _TABLE, StoreError, _to_row
+from .store import _ROUNDS, _STOP_SETS, _TABLE, SQLStore, StoreError, _to_row
 
 URL_PREFIXES = ("postgresql://", "postgres://")
 
@@ -94,8 +93,10 @@ def _psycopg():
     return psycopg, psycopg_pool
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     """Answers per dataset in a PostgreSQL database, at ``url`` (``postgresql://...``)."""
+
+    P = "%s"
 
     def __init__(self, url: str, *, max_connections: int = 16):
         psycopg, psycopg_pool = _psycopg()
@@ -190,61 +191,13 @@ class PostgresStore:
             self._seen = counters
         return changed
 
-    def get(self, dataset: str) -> list[dict[str, Any]]:
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s ORDER BY id",
-                           (dataset,))
-        return [json.loads(content) for (content,) in rows]
-
     def summaries(self, dataset: str) -> list[tuple]:
         """``answers.summary`` of every record, in storage order, from their own columns."""
         return self._query(
             f"SELECT input_hash, session_id, task_hash, answer, first_accept, rejected_label "
             f"FROM {_TABLE} WHERE dataset = %s ORDER BY id", (dataset,))
 
-    def labelled(self, dataset: str) -> list[tuple[int, str]]:
-        """``(input_hash, label)`` of every accepted single-label answer, in storage order."""
-        return self._query(f"SELECT input_hash, label FROM {_TABLE} WHERE dataset = %s "
-                           "AND label IS NOT NULL ORDER BY id", (dataset,))
-
-    def audited(self, dataset: str) -> list[dict[str, Any]]:
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s AND source = %s "
-                           "ORDER BY id", (dataset, AUDIT))
-        return [json.loads(content) for (content,) in rows]
-
-    def find(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = %s AND session_id = %s "
-                           "AND task_hash = %s", (dataset, session, task_hash))
-        return json.loads(rows[0][0]) if rows else None
-
-    def count(self, dataset: str) -> int:
-        return self._query(f"SELECT count(*) FROM {_TABLE} WHERE dataset = %s", (dataset,))[0][0]
-
-    def datasets(self) -> list[str]:
-        rows = self._query(f"SELECT DISTINCT dataset FROM {_TABLE} ORDER BY dataset")
-        return [d for (d,) in rows]
-
-    def export_jsonl(self, dataset: str, out: IO[str]) -> int:
-        n = 0
-        for eg in self.get(dataset):
-            out.write(json.dumps({"_view_id": "choice", **eg}, ensure_ascii=False) + "\n")
-            n += 1
-        return n
-
     # -- the round history and the stop set ---------------------------------------------------
-
-    def add_round(self, dataset: str, entry: dict[str, Any], labels: list[str],
-                  predictions: list[int]) -> None:
-        with self._transaction() as conn:
-            conn.execute(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (%s, %s, %s)",
-                         (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
-            conn.execute(f"UPDATE {_STOP_SETS} SET round = %s, labels = %s, predictions = %s "
-                         "WHERE dataset = %s", (int(entry["round"]), json.dumps(labels),
-                                                json.dumps(predictions), dataset))
-
-    def rounds(self, dataset: str) -> list[dict[str, Any]]:
-        rows = self._query(f"SELECT content FROM {_ROUNDS} WHERE dataset = %s ORDER BY id",
-                           (dataset,))
-        return [json.loads(content) for (content,) in rows]
 
     def stop_set(self, dataset: str, hashes: list[int], replace: bool = False) -> list[int]:
         """The dataset's stop set: ``hashes`` if it has none yet (or ``replace``), else the one
@@ -258,14 +211,6 @@ class PostgresStore:
             (saved,) = conn.execute(f"SELECT hashes FROM {_STOP_SETS} WHERE dataset = %s",
                                     (dataset,)).fetchone()
         return json.loads(saved)
-
-    def stop_predictions(self, dataset: str) -> tuple[list[str], list[int]] | None:
-        rows = self._query(f"SELECT labels, predictions FROM {_STOP_SETS} "
-                           "WHERE dataset = %s AND predictions IS NOT NULL", (dataset,))
-        if not rows:
-            return None
-        labels, predictions = rows[0]
-        return json.loads(labels), json.loads(predictions)
 
     def close(self) -> None:
         self.pool.close()

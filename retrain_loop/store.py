@@ -40,7 +40,99 @@ def session_id(dataset: str, session: str) -> str:
     return f"{dataset}-{session}"
 
 
-class AnnotationStore:
+class SQLStore:
+    """What both stores do alike, in SQL that SQLite and PostgreSQL both take: the reads, and
+    the round history's writes. A subclass gives ``P`` (its placeholder), ``_query`` and
+    ``_transaction`` (a connection in one transaction)."""
+
+    P = "?"
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _transaction(self) -> Any:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", self.P)
+
+    def get(self, dataset: str) -> list[dict[str, Any]]:
+        """All answer records of a dataset, in the order they were first stored."""
+        rows = self._query(self._sql(f"SELECT content FROM {_TABLE} WHERE dataset = ? "
+                                     "ORDER BY id"), (dataset,))
+        return [json.loads(content) for (content,) in rows]
+
+    def labelled(self, dataset: str) -> list[tuple[int, str]]:
+        """``(input_hash, label)`` of every accepted single-label answer, in storage order.
+
+        A refit needs only these two fields; reading them from their own columns spares parsing
+        every record's JSON on every round.
+        """
+        return self._query(self._sql(
+            f"SELECT input_hash, label FROM {_TABLE} WHERE dataset = ? AND label IS NOT NULL "
+            "ORDER BY id"), (dataset,))
+
+    def audited(self, dataset: str) -> list[dict[str, Any]]:
+        """The records of audit answers (``meta.source == "audit"``), in storage order."""
+        rows = self._query(self._sql(f"SELECT content FROM {_TABLE} WHERE dataset = ? "
+                                     "AND source = ? ORDER BY id"), (dataset, AUDIT))
+        return [json.loads(content) for (content,) in rows]
+
+    def find(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
+        """The stored answer of session ``session`` (a ``_session_id``) to a task, if any."""
+        rows = self._query(self._sql(f"SELECT content FROM {_TABLE} WHERE dataset = ? "
+                                     "AND session_id = ? AND task_hash = ?"),
+                           (dataset, session, task_hash))
+        return json.loads(rows[0][0]) if rows else None
+
+    def count(self, dataset: str) -> int:
+        return self._query(self._sql(f"SELECT count(*) FROM {_TABLE} WHERE dataset = ?"),
+                           (dataset,))[0][0]
+
+    def datasets(self) -> list[str]:
+        rows = self._query(f"SELECT DISTINCT dataset FROM {_TABLE} ORDER BY dataset")
+        return [d for (d,) in rows]
+
+    def export_jsonl(self, dataset: str, out: IO[str]) -> int:
+        n = 0
+        for eg in self.get(dataset):
+            # Prodigy's db-out names the interface each answer was given in.
+            out.write(json.dumps({"_view_id": "choice", **eg}, ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    # -- the round history and the stop set ---------------------------------------------------
+
+    def add_round(self, dataset: str, entry: dict[str, Any], labels: list[str],
+                  predictions: list[int]) -> None:
+        """Append one refit's entry to the round history, and keep its stop-set predictions (an
+        index into ``labels`` per stop-set row) as the latest, in one transaction."""
+        with self._transaction() as conn:
+            conn.execute(self._sql(f"INSERT INTO {_ROUNDS} (dataset, round, content) "
+                                   "VALUES (?, ?, ?)"),
+                         (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
+            conn.execute(self._sql(f"UPDATE {_STOP_SETS} SET round = ?, labels = ?, "
+                                   "predictions = ? WHERE dataset = ?"),
+                         (int(entry["round"]), json.dumps(labels), json.dumps(predictions),
+                          dataset))
+
+    def rounds(self, dataset: str) -> list[dict[str, Any]]:
+        """Every round's entry, oldest first."""
+        rows = self._query(self._sql(f"SELECT content FROM {_ROUNDS} WHERE dataset = ? "
+                                     "ORDER BY id"), (dataset,))
+        return [json.loads(content) for (content,) in rows]
+
+    def stop_predictions(self, dataset: str) -> tuple[list[str], list[int]] | None:
+        """``(labels, predictions)`` as last saved; None before the first."""
+        rows = self._query(self._sql(f"SELECT labels, predictions FROM {_STOP_SETS} "
+                                     "WHERE dataset = ? AND predictions IS NOT NULL"), (dataset,))
+        if not rows:
+            return None
+        labels, predictions = rows[0]
+        return json.loads(labels), json.loads(predictions)
+
+
+class AnnotationStore(SQLStore):
     """Answers per dataset in one SQLite file (or in memory when ``path`` is None)."""
 
     def __init__(self, path: str | Path | None = None):
@@ -176,11 +268,6 @@ class AnnotationStore:
         self._data_version = version
         return changed
 
-    def get(self, dataset: str) -> list[dict[str, Any]]:
-        """All answer records of a dataset, in the order they were first stored."""
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? ORDER BY id", (dataset,))
-        return [json.loads(content) for (content,) in rows]
-
     def summaries(self, dataset: str) -> list[tuple]:
         """``answers.summary`` of every record, in storage order, without parsing them here."""
         return self._query(
@@ -188,42 +275,7 @@ class AnnotationStore:
             "json_extract(content, '$.accept[0]'), json_extract(content, '$.meta.rejected_label') "
             f"FROM {_TABLE} WHERE dataset = ? ORDER BY id", (dataset,))
 
-    def labelled(self, dataset: str) -> list[tuple[int, str]]:
-        """``(input_hash, label)`` of every accepted single-label answer, in storage order.
-
-        A refit needs only these two fields; reading them from their own columns spares parsing
-        every record's JSON on every round.
-        """
-        return self._query(
-            f"SELECT input_hash, label FROM {_TABLE} WHERE dataset = ? AND label IS NOT NULL "
-            "ORDER BY id",
-            (dataset,),
-        )
-
-    def audited(self, dataset: str) -> list[dict[str, Any]]:
-        """The records of audit answers (``meta.source == "audit"``), in storage order."""
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? AND source = ? "
-                           "ORDER BY id", (dataset, AUDIT))
-        return [json.loads(content) for (content,) in rows]
-
     # -- the round history and the stop set ---------------------------------------------------
-
-    def add_round(self, dataset: str, entry: dict[str, Any], labels: list[str],
-                  predictions: list[int]) -> None:
-        """Append one refit's entry to the round history, and keep its stop-set predictions (an
-        index into ``labels`` per stop-set row) as the latest, in one transaction."""
-        with self._transaction() as conn:
-            conn.execute(f"INSERT INTO {_ROUNDS} (dataset, round, content) VALUES (?, ?, ?)",
-                         (dataset, int(entry["round"]), json.dumps(entry, sort_keys=True)))
-            conn.execute(f"UPDATE {_STOP_SETS} SET round = ?, labels = ?, predictions = ? "
-                         "WHERE dataset = ?", (int(entry["round"]), json.dumps(labels),
-                                               json.dumps(predictions), dataset))
-
-    def rounds(self, dataset: str) -> list[dict[str, Any]]:
-        """Every round's entry, oldest first."""
-        rows = self._query(f"SELECT content FROM {_ROUNDS} WHERE dataset = ? ORDER BY id",
-                           (dataset,))
-        return [json.loads(content) for (content,) in rows]
 
     def stop_set(self, dataset: str, hashes: list[int], replace: bool = False) -> list[int]:
         """The dataset's stop set: ``hashes`` if it has none yet (or ``replace``, which also
@@ -233,37 +285,6 @@ class AnnotationStore:
                     [(dataset, json.dumps([int(h) for h in hashes]))])
         rows = self._query(f"SELECT hashes FROM {_STOP_SETS} WHERE dataset = ?", (dataset,))
         return json.loads(rows[0][0])
-
-    def stop_predictions(self, dataset: str) -> tuple[list[str], list[int]] | None:
-        """``(labels, predictions)`` as last saved; None before the first."""
-        rows = self._query(f"SELECT labels, predictions FROM {_STOP_SETS} "
-                           "WHERE dataset = ? AND predictions IS NOT NULL", (dataset,))
-        if not rows:
-            return None
-        labels, predictions = rows[0]
-        return json.loads(labels), json.loads(predictions)
-
-    def find(self, dataset: str, session: str, task_hash: int) -> dict[str, Any] | None:
-        """The stored answer of session ``session`` (a ``_session_id``) to a task, if any."""
-        rows = self._query(f"SELECT content FROM {_TABLE} WHERE dataset = ? AND session_id = ? "
-                           "AND task_hash = ?", (dataset, session, task_hash))
-        return json.loads(rows[0][0]) if rows else None
-
-    def count(self, dataset: str) -> int:
-        rows = self._query(f"SELECT count(*) FROM {_TABLE} WHERE dataset = ?", (dataset,))
-        return rows[0][0]
-
-    def datasets(self) -> list[str]:
-        rows = self._query(f"SELECT DISTINCT dataset FROM {_TABLE} ORDER BY dataset")
-        return [d for (d,) in rows]
-
-    def export_jsonl(self, dataset: str, out: IO[str]) -> int:
-        n = 0
-        for eg in self.get(dataset):
-            # Prodigy's db-out names the interface each answer was given in.
-            out.write(json.dumps({"_view_id": "choice", **eg}, ensure_ascii=False) + "\n")
-            n += 1
-        return n
 
     def close(self) -> None:
         with self._lock:
