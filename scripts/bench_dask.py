@@ -178,8 +178,8 @@ def report(results: dict) -> str:
          "runs). *Dask*: `DaskPool.probabilities` on a LocalCluster of 2 worker processes x 1 "
          "thread, which scatters the model, has the workers read and score the partitions, and "
          "gathers the probabilities here, checking each. Alternating, medians of "
-         f"{len(next(iter(results['models'].values()))['one_s'])}; "
-         "`python scripts/bench_dask.py`."), "",
+         + ", ".join(f"{len(r['one_s'])} ({name})" for name, r in results["models"].items())
+         + "; `python scripts/bench_dask.py`."), "",
         ("| model | one process (s) | Dask (s) | Dask / one process | probabilities equal | "
         f"top {TOP} by margin |"),
         "|---|---:|---:|---:|---|---|",
@@ -216,8 +216,10 @@ def report(results: dict) -> str:
     lines += ["", (
         "What Dask adds to the workers' own time: the model's scatter (once per model); the "
         "scheduling and the last, uneven tasks (the tasks' wall time less the busier worker's); "
-        "and the probabilities' way here, 8 bytes x labels a row over the scheduler's TCP, and "
-        "their copy into one array. In the timed run most of the gathering overlaps the tasks "
+        "and the probabilities' way here, 8 bytes x labels a row over TCP from the workers, and "
+        "their copy into one array (most of which is the first touch of a new array's pages, "
+        "which the one process pays for its array too). In the timed run most of the gathering "
+        "overlaps the tasks "
         "still running, as each result is fetched when it is ready. The rest is the workers' "
         "own work. LightGBM's trees are compute-bound: both workers together spend about what "
         "one process does, so two workers nearly halve the time. Logistic regression's scoring "
@@ -246,6 +248,8 @@ def main() -> int:
         path = make_pool(args.work, args.rows)
         results = measure(path, args.models.split(","), args.repeats)
         results["load_average"] = os.getloadavg()
+        if saved.exists():  # models not measured this time keep their last results
+            results["models"] = json.loads(saved.read_text())["models"] | results["models"]
         saved.write_text(json.dumps(results, indent=1))
     text = report(results)
     write_section(args.out, SECTION, text)
