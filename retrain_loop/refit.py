@@ -288,8 +288,10 @@ class Refitter:
 
         A large pool goes to ``predict_proba`` in slices of about ``PREDICT_SLICE`` rows (up to
         half as many again where that spares a call): no copy of the whole open part of X
-        (80 MB at 1M x 20), and every intermediate stays in cache. Rows are scored one by one
-        either way, so the probabilities are the same, bit for bit.
+        (80 MB at 1M x 20), and every intermediate stays in cache. LightGBM scores rows one by
+        one, so its probabilities are the same bit for bit however the rows are sliced; a model
+        that multiplies in float32 through BLAS (logistic regression on float32 X) can differ
+        in the last place (about 1e-7) between slicings.
         """
         X, n_labels = self.pool.X, len(self.labels)
         # Nothing answered or out: X itself, not a copy.
