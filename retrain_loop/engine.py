@@ -134,6 +134,7 @@ class Engine:
 
     def close(self) -> None:
         self.worker.close()
+        self.refitter.close()  # a Dask cluster it started stops
 
     def _started(self) -> RoundHistory:
         if self.rounds is None:
