@@ -223,11 +223,11 @@ def report(results: dict) -> str:
         "still running, as each result is fetched when it is ready. The rest is the workers' "
         "own work. LightGBM's trees are compute-bound: both workers together spend about what "
         "one process does, so two workers nearly halve the time. Logistic regression's scoring "
-        "is reading Parquet and vectorised arithmetic, and here two workers at once each take "
-        "about twice as long per partition as one process alone (as a second thread gains "
-        "logistic regression nothing in \"Bounded round\"), so the cluster buys nothing on this "
-        "2-core machine, and its ratio is the overhead. On a cluster of machines the workers' "
-        "time divides by their number; what is added here stays.")]
+        "is reading Parquet and vectorised arithmetic, and two workers at once each take longer "
+        "per partition than one process alone (their task time together against one process's "
+        "is in the table; a second thread gains logistic regression nothing in \"Bounded "
+        "round\" either), so on this 2-core machine the cluster gains it little. On a cluster "
+        "of machines the workers' time divides by their number; what is added here stays.")]
     return "\n".join(lines)
 
 
