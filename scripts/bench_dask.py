@@ -216,18 +216,21 @@ def report(results: dict) -> str:
     lines += ["", (
         "What Dask adds to the workers' own time: the model's scatter (once per model); the "
         "scheduling and the last, uneven tasks (the tasks' wall time less the busier worker's); "
-        "and the probabilities' way here, 8 bytes x labels a row over TCP from the workers, and "
-        "their copy into one array (most of which is the first touch of a new array's pages, "
-        "which the one process pays for its array too). In the timed run most of the gathering "
-        "overlaps the tasks "
-        "still running, as each result is fetched when it is ready. The rest is the workers' "
-        "own work. LightGBM's trees are compute-bound: both workers together spend about what "
-        "one process does, so two workers nearly halve the time. Logistic regression's scoring "
-        "is reading Parquet and vectorised arithmetic, and two workers at once each take longer "
-        "per partition than one process alone (their task time together against one process's "
-        "is in the table; a second thread gains logistic regression nothing in \"Bounded "
-        "round\" either), so on this 2-core machine the cluster gains it little. On a cluster "
-        "of machines the workers' time divides by their number; what is added here stays.")]
+        "the probabilities' way here, 8 bytes x labels a row over TCP from the workers, and "
+        "their copy into one array (mostly the first touch of a new array's pages, which the "
+        "one process pays for its array too). In the timed run most of the gathering overlaps "
+        "the tasks still running, as each result is fetched when it is ready. The rest is the "
+        "workers' own work, which the two share: together they spend a little more than one "
+        "process alone (the two cores share caches and memory), so two workers take well under "
+        "one process's time. On a cluster of machines the workers' time divides by their "
+        "number; what Dask adds stays."), "", (
+        "Dask starts its workers with `MALLOC_TRIM_THRESHOLD_` set, which turns off glibc's "
+        "adaptive mmap threshold: every array over 128 kB is then mapped and faulted in afresh. "
+        "With it, each partition took logistic regression twice as long on a worker as in one "
+        "process (LightGBM, whose arrays are few, was not slowed), and Dask took 0.99-1.52x "
+        "one process over four runs here; `--dask local` starts its workers without "
+        "it. A cluster started otherwise keeps Dask's setting unless its workers' environment "
+        "unsets it.")]
     return "\n".join(lines)
 
 
