@@ -134,7 +134,7 @@ def labels_from(store: AnnotationStore, dataset: str, labels: list[str] | None =
 
 def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str],
                   **options: Any) -> Engine:
-    """An engine that has refitted on every answer, in the foreground; ``close_engine`` it."""
+    """An engine that has refitted on every answer, in the foreground; the caller closes it."""
     # A one-off fit is not a round of the dataset's history: that stays the server's.
     engine = Engine(pool, store, dataset, labels, EngineSettings(**options), background=False,
                     state=AnnotationStore(None))
@@ -143,15 +143,9 @@ def fitted_engine(pool: Pool, store: AnnotationStore, dataset: str, labels: list
         if engine.model_ is None:
             raise OfflineError(_no_model_reason(engine))
     except BaseException:
-        close_engine(engine)
+        engine.close()  # and the Dask cluster, if its refitter started one
         raise
     return engine
-
-
-def close_engine(engine: Engine) -> None:
-    """Close an engine and let go of the Dask cluster its refitter scored on, if any."""
-    engine.close()
-    engine.refitter.close()
 
 
 def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *,
@@ -167,7 +161,7 @@ def score(pool: Pool, store: AnnotationStore, dataset: str, labels: list[str], *
     try:
         return ranked(engine, top)
     finally:
-        close_engine(engine)
+        engine.close()
 
 
 def ranked(engine: Engine, top: int | None = None) -> ScoredRows:

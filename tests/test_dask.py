@@ -262,8 +262,8 @@ def test_serve_rescores_the_rows_a_bounded_round_did_not_on_dask(digits, cluster
         assert utility[head].min() >= np.sort(utility[open_rows])[-40]
     finally:
         engine.close()
-        engine.refitter.close()
         store.close()
+    assert engine.refitter.dask is None  # closing the engine let go of the cluster
 
 
 def test_without_dask_installed_the_error_says_what_to_install():
