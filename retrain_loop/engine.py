@@ -254,9 +254,11 @@ class Engine:
         """
         rounds = self._started()
         with self._refit_lock, (self.team.turn() if self.team is not None else nullcontext()):
-            version = self._catch_up(rounds) if self.team is not None else None
-            if version is not None and self.team.covered(version):
-                return self.queue.ranking
+            version = None
+            if self.team is not None:
+                version, covered = self._catch_up(rounds)
+                if covered:  # a published round read every answer stored: it is this round
+                    return self.queue.ranking
             started = time.perf_counter()
             labelled = self.store.labelled(self.dataset)
             read_ms = (time.perf_counter() - started) * 1000
@@ -293,18 +295,27 @@ class Engine:
                     result, self.pool.input_hashes, self.last_refit_ms, self.last_timings))
             return result.ranking
 
-    def _catch_up(self, rounds: RoundHistory) -> int:
+    def _catch_up(self, rounds: RoundHistory) -> tuple[int, bool]:
         """A team's process, in its refit turn: take in the answers every process stored, and
-        serve the round another published since ours. Returns the store's change counter as
-        of before reading them."""
+        follow the rounds another published since ours: serve the latest if it read every
+        answer stored (else only number this round after it, since it is refitted anyway).
+        Returns the store's change counter as of before reading the answers, and whether the
+        published round covers them."""
         version = self.team.version()
         self._take_stored_answers(replace=True)
-        published = self.team.latest(after=self.round)
-        if published is not None:
-            self._serve(refit_of(published.payload, self.pool, published.round))
-            self.last_refit_ms = published.payload["refit_ms"]
+        published = self.team.published()
+        if published is None:
+            return version, False
+        covered = published.version >= version
+        if published.round > self.round:
+            payload = self.team.payload(published.round) if covered else None
+            if payload is not None:
+                self._serve(refit_of(payload, self.pool, published.round))
+                self.last_refit_ms = payload["refit_ms"]
+            else:  # refitted now: numbered after it (a later one replaced it: the same)
+                self.round, covered = published.round, False
             rounds.reload()
-        return version
+        return version, covered
 
     def _serve(self, result: Refit, open_rows: np.ndarray | None = None,
                rejected: dict[int, set[int]] | None = None) -> None:

@@ -150,12 +150,11 @@ class Claims:
 
 @dataclass
 class Published:
-    """A round as published: its number, the store's change counter when it read the answers,
-    and what it made (``payload``: the model and the ranking, by input hash)."""
+    """A round as published: its number, and the store's change counter when it read the
+    answers."""
 
     round: int
     version: int
-    payload: dict[str, Any]
 
 
 class Team:
@@ -188,20 +187,19 @@ class Team:
         """The store's change counter: it moves with every answer stored by any process."""
         return self.store._version()
 
-    def latest(self, after: int) -> Published | None:
-        """The published round, if it is later than round ``after``."""
-        rows = self.store._query("SELECT round, version, payload FROM published "
-                                 "WHERE dataset = %s AND round > %s", (self.dataset, after))
-        if not rows:
-            return None
-        round, version, payload = rows[0]
-        return Published(round, version, pickle.loads(payload))
-
-    def covered(self, version: int) -> bool:
-        """Whether the published round read every answer stored up to ``version``."""
-        rows = self.store._query("SELECT version FROM published WHERE dataset = %s",
+    def published(self) -> Published | None:
+        """The published round's number and the change counter it read the answers at; its
+        payload is fetched only by ``payload``, for a process that serves it."""
+        rows = self.store._query("SELECT round, version FROM published WHERE dataset = %s",
                                  (self.dataset,))
-        return bool(rows) and rows[0][0] >= version
+        return Published(*rows[0]) if rows else None
+
+    def payload(self, round: int) -> dict[str, Any] | None:
+        """The model and ranking of published round ``round`` (None if a later one replaced
+        it meanwhile)."""
+        rows = self.store._query("SELECT payload FROM published WHERE dataset = %s "
+                                 "AND round = %s", (self.dataset, round))
+        return pickle.loads(rows[0][0]) if rows else None
 
     def publish(self, round: int, version: int, payload: dict[str, Any]) -> None:
         """Make round ``round`` (which read the answers as of ``version``) the one to serve."""
